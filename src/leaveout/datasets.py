@@ -1,0 +1,382 @@
+"""Named datasets: where each is looked for under a data root, how to download it, a catalog.
+
+Data root: the `--data-root` option, else the LEAVEOUT_DATA environment variable, else
+~/.cache/leaveout. Under it, a dataset is found in the first of these that exists:
+its extracted official folder, its official archive (read without extracting), or an npz copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import _io
+from .data import (
+    NOISE_KINDS,
+    ImageSet,
+    is_image_name,
+    load_cifar,
+    load_digits,
+    load_images,
+    load_npz,
+    noise_images,
+    npz_image_count,
+)
+from .errors import CorruptFileError, DatasetNotFoundError
+
+ODIN_README = "https://github.com/facebookresearch/odin"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Where a named dataset comes from and where it is looked for (paths relative to the root).
+
+    folder/npz may contain "{split}". kind: "id" (labelled), "ood", "noise" or "embedded".
+    """
+
+    name: str
+    kind: str
+    description: str
+    splits: tuple[str, ...] = ("all",)
+    archive: str | None = None
+    url: str | None = None
+    md5: str | None = None
+    folder: str | None = None
+    npz: str | None = None
+    npz_sha256: dict[str, str] | None = None
+    counts: dict[str, int] | None = None
+
+
+def _odin(name: str, title: str, archive: str, key: str, folder: str, md5: str | None) -> DatasetInfo:
+    return DatasetInfo(
+        name=name,
+        kind="ood",
+        description=f"{title} (ODIN's release)",
+        archive=archive,
+        url=f"https://www.dropbox.com/s/{key}/{archive}?dl=1",
+        md5=md5,
+        folder=folder,
+        npz=f"ood/{name}.npz",
+    )
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in [
+        DatasetInfo(
+            "cifar10",
+            "id",
+            "CIFAR-10, 10 classes, 32x32",
+            splits=("train", "test"),
+            archive="cifar-10-python.tar.gz",
+            url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+            md5="c58f30108f718f92721af3b95e74349a",
+            folder="cifar-10-batches-py",
+            npz="cifar10/{split}.npz",
+            npz_sha256={
+                "train": "128c847b67290a8c69cd5d0c1b5dafeb5a8dd79fd248a088f8ec587a12edeb63",
+                "test": "331d25c1c88e45f74c9fc96d061645662d6fb1478151b854ba91f15068357eb9",
+            },
+            counts={"train": 50_000, "test": 10_000},
+        ),
+        DatasetInfo(
+            "cifar100",
+            "id",
+            "CIFAR-100, 100 fine classes, 32x32",
+            splits=("train", "test"),
+            archive="cifar-100-python.tar.gz",
+            url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+            md5="eb9058c3a382ffc7106e4002c42a8d85",
+            folder="cifar-100-python",
+            npz="cifar100/{split}.npz",
+            counts={"train": 50_000, "test": 10_000},
+        ),
+        _odin(
+            "tiny_imagenet_crop",
+            "TinyImageNet, 32x32 crops",
+            "Imagenet.tar.gz",
+            "avgm2u562itwpkl",
+            "Imagenet/test",
+            "7c0827e4246c3718a5ee076e999e52e5",
+        ),
+        _odin(
+            "tiny_imagenet_resize",
+            "TinyImageNet, resized to 32x32",
+            "Imagenet_resize.tar.gz",
+            "kp3my3412u5k9rl",
+            "Imagenet_resize/Imagenet_resize",
+            "0f9ff11d45babf2eff5fe12281d1ac31",
+        ),
+        _odin(
+            "lsun_crop",
+            "LSUN, 32x32 crops",
+            "LSUN.tar.gz",
+            "fhtsw1m3qxlwj6h",
+            "LSUN/test",
+            "458a0a0ab8e5f1cb4516d7400568e460",
+        ),
+        _odin(
+            "lsun_resize",
+            "LSUN, resized to 32x32",
+            "LSUN_resize.tar.gz",
+            "moqh2wh8696c3yl",
+            "LSUN_resize/LSUN_resize",
+            "278b7b31c8cb7e804a1465a8ce03a2dc",
+        ),
+        _odin("isun", "iSUN, 8,925 patches", "iSUN.tar.gz", "ssz7qxfqae0cca5", "iSUN/iSUN_patches", None),
+        DatasetInfo("uniform", "noise", "uniform noise U[0,1], 10,000 images, generated"),
+        DatasetInfo("gaussian", "noise", "Gaussian noise N(0.5,1) clipped, 10,000 images, generated"),
+        DatasetInfo("digits", "embedded", "scikit-learn's 1,797 8x8 digits, shipped with scikit-learn"),
+    ]
+}
+# The shared npz copies of the two TinyImageNet sets (see docs/data.md).
+_NPZ_SHA256 = {
+    "tiny_imagenet_crop": "71db68f741f9352d24a16a89eaa96ae0102826e6cf41a0b421b8a8d42414a3af",
+    "tiny_imagenet_resize": "d34c593340717edd9997582127be3f698101520f82c23ee2a6ad7c6fd9c403fd",
+}
+
+
+def default_data_root() -> Path:
+    """LEAVEOUT_DATA if set, else ~/.cache/leaveout."""
+    return Path(os.environ.get("LEAVEOUT_DATA") or Path.home() / ".cache" / "leaveout")
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise DatasetNotFoundError(
+            f"unknown dataset {name!r}; known: {', '.join(DATASETS)} "
+            "(or pass a path to a folder, archive or .npz)"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where a dataset was found: `form` is "folder", "archive", "npz", "noise" or "embedded"."""
+
+    path: Path | None
+    form: str
+
+
+def candidates(info: DatasetInfo, root: Path, split: str) -> list[Located]:
+    """Every place `info` is looked for under `root`, in order of preference."""
+    out = []
+    if info.folder:
+        out.append(Located(root / info.folder, "folder"))
+    if info.archive:
+        out.append(Located(root / info.archive, "archive"))
+    if info.npz:
+        out.append(Located(root / info.npz.format(split=split), "npz"))
+    return out
+
+
+def locate(name: str, root: str | Path | None = None, split: str | None = None) -> Located:
+    """Find `name` under `root`, or raise DatasetNotFoundError saying where to put what."""
+    info = dataset_info(name)
+    if info.kind in ("noise", "embedded"):
+        return Located(None, info.kind)
+    root = Path(root) if root is not None else default_data_root()
+    split = _check_split(info, split)
+    places = candidates(info, root, split)
+    for place in places:
+        if place.form == "folder" and place.path.is_dir():
+            return place
+        if place.form != "folder" and place.path.is_file():
+            return place
+    tried = "\n".join(f"  {p.path}  ({p.form})" for p in places)
+    how = (
+        f"Download {info.archive} from {info.url}"
+        f"{f' (md5 {info.md5})' if info.md5 else ''} and put it in {root}, "
+        f"or run `leaveout download {name} --data-root {root}`."
+    )
+    if info.kind == "ood":
+        how += f" The link comes from {ODIN_README}."
+    raise DatasetNotFoundError(f"{name} ({split}) was not found. Looked for:\n{tried}\n{how}")
+
+
+def _check_split(info: DatasetInfo, split: str | None) -> str:
+    split = split or info.splits[-1]
+    if split not in info.splits:
+        raise ValueError(f"{info.name} has splits {info.splits}, not {split!r}")
+    return split
+
+
+def load_dataset(
+    name: str,
+    split: str | None = None,
+    root: str | Path | None = None,
+    size: int = 32,
+    seed: int = 0,
+) -> ImageSet:
+    """Load a named dataset (see DATASETS) or, when `name` is a path, that folder/archive/npz.
+
+    split: "train" or "test" for CIFAR (default "test"); ignored by OOD sets.
+    size: image side for folders and archives. seed: the noise sets' seed.
+    """
+    if name not in DATASETS and (os.sep in name or Path(name).exists()):
+        path = Path(name)
+        return load_npz(path) if path.suffix == ".npz" else load_images(path, size=size)
+    info = dataset_info(name)
+    if info.kind == "noise":
+        return noise_images(name, 10_000, seed=seed, size=size)
+    if info.kind == "embedded":
+        return load_digits()
+    split = _check_split(info, split)
+    where = locate(name, root, split)
+    if where.form == "npz":
+        data = load_npz(where.path, name=name)
+    elif info.kind == "id":
+        data = load_cifar(where.path, name, split)
+    else:
+        data = load_images(where.path, size=size, layout="flat", name=name)
+    if info.kind == "id" and where.form == "npz":
+        data = ImageSet(data.images, data.labels, data.classes, f"{name}-{split}")
+    return data
+
+
+# --- downloads and checksums ----------------------------------------------------------------------
+
+
+def file_digest(path: str | Path, algorithm: str = "md5") -> str:
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(
+    name: str, root: str | Path | None = None, source: str | None = None, force: bool = False
+) -> Path:
+    """Fetch the official archive of `name` into `root` and check its MD5.
+
+    source: another URL (a mirror) or a local file to copy instead of the official URL.
+    The file appears under its final name only once complete and checked.
+    """
+    from tqdm.auto import tqdm
+
+    info = dataset_info(name)
+    if not info.archive:
+        raise DatasetNotFoundError(f"{name} is {info.kind}: there is nothing to download")
+    root = Path(root) if root is not None else default_data_root()
+    target = root / info.archive
+    if target.is_file() and not force:
+        _check_md5(target, info)
+        return target
+    source = source or info.url
+    assert source is not None
+    is_url = "://" in source
+    if not is_url and not Path(source).is_file():
+        raise DatasetNotFoundError(f"{source} does not exist")
+    try:
+        with (
+            urllib.request.urlopen(source, timeout=60) if is_url else open(source, "rb")
+        ) as stream, _io.atomic_open(target, "wb") as out:
+            total = int(getattr(stream, "headers", {}).get("Content-Length", 0) or 0)
+            with tqdm(total=total or None, unit="B", unit_scale=True, desc=info.archive) as bar:
+                for block in iter(lambda: stream.read(1 << 20), b""):
+                    out.write(block)
+                    bar.update(len(block))
+    except OSError as exc:
+        raise DatasetNotFoundError(
+            f"could not download {name} from {source} ({exc}). Put {info.archive} in {root} by "
+            f"hand, or pass a mirror or a local copy: leaveout download {name} --source URL_OR_FILE"
+        ) from exc
+    try:
+        _check_md5(target, info)
+    except CorruptFileError:
+        target.unlink()
+        raise
+    return target
+
+
+def _check_md5(path: Path, info: DatasetInfo) -> None:
+    if info.md5 and (actual := file_digest(path, "md5")) != info.md5:
+        raise CorruptFileError(
+            f"{path}: md5 {actual} differs from the published {info.md5}; "
+            "the file is damaged or not the official one"
+        )
+
+
+# --- the catalog ----------------------------------------------------------------------------------
+
+
+def catalog(root: str | Path | None = None, verify: bool = False) -> list[dict[str, str]]:
+    """One row per (dataset, split): name, split, status, images, location, checksum, source."""
+    root = Path(root) if root is not None else default_data_root()
+    rows = []
+    for info in DATASETS.values():
+        for split in info.splits:
+            rows.append(_catalog_row(info, root, split, verify))
+    return rows
+
+
+def _catalog_row(info: DatasetInfo, root: Path, split: str, verify: bool) -> dict[str, str]:
+    row = {"name": info.name, "split": split, "kind": info.kind, "checksum": ""}
+    if info.kind == "noise":
+        return row | {"status": "generated", "images": "10000", "location": "(generated)"}
+    if info.kind == "embedded":
+        return row | {"status": "embedded", "images": "1797", "location": "(scikit-learn)"}
+    try:
+        where = locate(info.name, root, split)
+    except DatasetNotFoundError:
+        expected = root / (info.archive or "")
+        return row | {
+            "status": "missing",
+            "images": "-",
+            "location": str(expected),
+            "source": info.url or "",
+        }
+    row |= {"status": "present", "location": f"{where.path} ({where.form})"}
+    try:
+        row["images"] = str(_count(info, where, split))
+    except Exception as exc:
+        row |= {"status": "unreadable", "images": "-", "checksum": str(exc)[:60]}
+        return row
+    if verify:
+        row["checksum"] = _verify(info, where, split)
+    return row
+
+
+def _count(info: DatasetInfo, where: Located, split: str) -> int:
+    assert where.path is not None
+    if where.form == "npz":
+        return npz_image_count(where.path)
+    if info.counts:
+        return info.counts[split]
+    if where.form == "folder":
+        return sum(1 for p in where.path.rglob("*") if p.is_file() and is_image_name(p.name))
+    return len(load_images(where.path, layout="flat"))
+
+
+def _verify(info: DatasetInfo, where: Located, split: str) -> str:
+    assert where.path is not None
+    if where.form == "archive":
+        if not info.md5:
+            return "no published md5"
+        return "md5 ok" if file_digest(where.path, "md5") == info.md5 else "MD5 MISMATCH"
+    if where.form == "npz":
+        expected = (info.npz_sha256 or {}).get(split) or _NPZ_SHA256.get(info.name)
+        if not expected:
+            return "no known sha256"
+        return "sha256 ok" if file_digest(where.path, "sha256") == expected else "SHA256 MISMATCH"
+    return "folder (not checkable)"
+
+
+__all__ = [
+    "DATASETS",
+    "NOISE_KINDS",
+    "DatasetInfo",
+    "Located",
+    "catalog",
+    "dataset_info",
+    "default_data_root",
+    "download",
+    "file_digest",
+    "load_dataset",
+    "locate",
+]

@@ -74,7 +74,11 @@ class Augment:
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         b = images.shape[0]
         top, left = torch.randint(0, 2 * self.padding + 1, (2, b), generator=generator)
-        flip = torch.rand(b, generator=generator) < 0.5 if self.hflip else torch.zeros(b, dtype=torch.bool)
+        flip = (
+            torch.rand(b, generator=generator) < 0.5
+            if self.hflip
+            else torch.zeros(b, dtype=torch.bool)
+        )
         device = images.device
         return crop_and_flip(images, top.to(device), left.to(device), flip.to(device), self.padding)
 
@@ -99,7 +103,9 @@ class BatchStream:
         drop_last: bool = True,
     ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {tuple(images.shape)}")
+            raise ValueError(
+                f"images must be uint8 (N, H, W, 3), got {images.dtype} {tuple(images.shape)}"
+            )
         if len(images) == 0:
             raise ValueError("cannot draw batches from an empty set")
         self.images, self.labels = images, labels
@@ -142,8 +148,14 @@ class CycledStream:
     (seed, i), so a stream restarted at any step continues identically.
     """
 
-    def __init__(self, images: torch.Tensor, batch_size: int, normalization: Normalization,
-                 augment: Augment | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        images: torch.Tensor,
+        batch_size: int,
+        normalization: Normalization,
+        augment: Augment | None = None,
+        seed: int = 0,
+    ) -> None:
         if len(images) == 0:
             raise ValueError("cannot cycle over an empty set")
         self.images, self.batch_size = images, batch_size

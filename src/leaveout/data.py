@@ -282,7 +282,9 @@ def npz_image_count(path: str | Path) -> int:
     with zipfile.ZipFile(path) as archive, archive.open("images.npy") as stream:
         major, _ = np.lib.format.read_magic(stream)
         read_header = (
-            np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            np.lib.format.read_array_header_1_0
+            if major == 1
+            else np.lib.format.read_array_header_2_0
         )
         shape, _, _ = read_header(stream)
     return int(shape[0])
@@ -340,7 +342,9 @@ def decode_image(data: bytes, source: str, size: int = 32) -> np.ndarray:
                 image.load()
                 rgb = fit_to_size(_to_rgb(image), size)
     except Exception as exc:
-        raise CorruptFileError(f"{source}: cannot decode image ({type(exc).__name__}: {exc})") from exc
+        raise CorruptFileError(
+            f"{source}: cannot decode image ({type(exc).__name__}: {exc})"
+        ) from exc
     return np.asarray(rgb, dtype=np.uint8)
 
 
@@ -525,11 +529,15 @@ class Split:
         """{part name: subset of `data`}."""
         top = max((int(ix.max()) for ix in self.parts.values() if len(ix)), default=-1)
         if top >= len(data):
-            raise ShapeError(f"split ({self.rule}) indexes {top + 1} images; {data.name} has {len(data)}")
+            raise ShapeError(
+                f"split ({self.rule}) indexes {top + 1} images; {data.name} has {len(data)}"
+            )
         return {part: data.subset(ix, f"{data.name}-{part}") for part, ix in self.parts.items()}
 
     def save(self, path: str | Path) -> None:
-        _io.write_json(path, {"rule": self.rule, "parts": {k: v.tolist() for k, v in self.parts.items()}})
+        _io.write_json(
+            path, {"rule": self.rule, "parts": {k: v.tolist() for k, v in self.parts.items()}}
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> Split:
@@ -548,7 +556,9 @@ def odin_split(n: int, tune: int = 1000) -> Split:
     return Split({"tune": np.arange(tune), "report": np.arange(tune, n)}, f"odin(tune={tune})")
 
 
-def random_split(n: int, fraction: float, seed: int, names: tuple[str, str] = ("train", "val")) -> Split:
+def random_split(
+    n: int, fraction: float, seed: int, names: tuple[str, str] = ("train", "val")
+) -> Split:
     """A seeded random split; the second part gets round(fraction * n) images."""
     order = np.random.default_rng(seed).permutation(n)
     cut = n - round(fraction * n)

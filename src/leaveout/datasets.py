@@ -50,7 +50,9 @@ class DatasetInfo:
     counts: dict[str, int] | None = None
 
 
-def _odin(name: str, title: str, archive: str, key: str, folder: str, md5: str | None) -> DatasetInfo:
+def _odin(
+    name: str, title: str, archive: str, key: str, folder: str, md5: str | None
+) -> DatasetInfo:
     return DatasetInfo(
         name=name,
         kind="ood",
@@ -126,10 +128,21 @@ DATASETS: dict[str, DatasetInfo] = {
             "LSUN_resize/LSUN_resize",
             "278b7b31c8cb7e804a1465a8ce03a2dc",
         ),
-        _odin("isun", "iSUN, 8,925 patches", "iSUN.tar.gz", "ssz7qxfqae0cca5", "iSUN/iSUN_patches", None),
+        _odin(
+            "isun",
+            "iSUN, 8,925 patches",
+            "iSUN.tar.gz",
+            "ssz7qxfqae0cca5",
+            "iSUN/iSUN_patches",
+            None,
+        ),
         DatasetInfo("uniform", "noise", "uniform noise U[0,1], 10,000 images, generated"),
-        DatasetInfo("gaussian", "noise", "Gaussian noise N(0.5,1) clipped, 10,000 images, generated"),
-        DatasetInfo("digits", "embedded", "scikit-learn's 1,797 8x8 digits, shipped with scikit-learn"),
+        DatasetInfo(
+            "gaussian", "noise", "Gaussian noise N(0.5,1) clipped, 10,000 images, generated"
+        ),
+        DatasetInfo(
+            "digits", "embedded", "scikit-learn's 1,797 8x8 digits, shipped with scikit-learn"
+        ),
     ]
 }
 # The shared npz copies of the two TinyImageNet sets (see docs/data.md).
@@ -274,8 +287,9 @@ def download(
         raise DatasetNotFoundError(f"{source} does not exist")
     try:
         with (
-            urllib.request.urlopen(source, timeout=60) if is_url else open(source, "rb")
-        ) as stream, _io.atomic_open(target, "wb") as out:
+            urllib.request.urlopen(source, timeout=60) if is_url else open(source, "rb") as stream,
+            _io.atomic_open(target, "wb") as out,
+        ):
             total = int(getattr(stream, "headers", {}).get("Content-Length", 0) or 0)
             with tqdm(total=total or None, unit="B", unit_scale=True, desc=info.archive) as bar:
                 for block in iter(lambda: stream.read(1 << 20), b""):

@@ -35,7 +35,9 @@ class LeaveOutPartition:
     ) -> None:
         if groups is None:
             if k is None or not 2 <= k <= num_classes:
-                raise ConfigError(f"k must be in [2, {num_classes}] for {num_classes} classes, got {k}")
+                raise ConfigError(
+                    f"k must be in [2, {num_classes}] for {num_classes} classes, got {k}"
+                )
             order = np.random.RandomState(seed).permutation(num_classes)
             groups = [part.tolist() for part in np.array_split(order, k)]
         else:
@@ -82,7 +84,11 @@ class LeaveOutPartition:
         )
 
     def to_dict(self) -> dict:
-        return {"num_classes": self.num_classes, "seed": self.seed, "groups": [list(g) for g in self.groups]}
+        return {
+            "num_classes": self.num_classes,
+            "seed": self.seed,
+            "groups": [list(g) for g in self.groups],
+        }
 
     def save(self, path: str | Path) -> None:
         _io.write_json(path, self.to_dict())

@@ -25,7 +25,9 @@ def markdown_table(rows: Sequence[dict[str, object]], columns: Sequence[str]) ->
 
 def csv_table(rows: Sequence[dict[str, object]], columns: Sequence[str]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(
+        out, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n"
+    )
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue()

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import datasets
+from .config import list_presets
 from .errors import LeaveoutError
 from .reports import text_table
 
@@ -49,6 +50,28 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import resolve
+    from .training import summary_table, train
+
+    overrides = list(args.set or [])
+    if args.mode:
+        overrides.append(f'train.mode="{args.mode}"')
+    cfg = resolve(args.preset, args.config, overrides)
+    summaries = train(
+        cfg,
+        args.out,
+        data_root=args.data_root,
+        device=args.device,
+        member=args.member,
+        force=args.force,
+        progress=not args.quiet,
+    )
+    print(summary_table(summaries))
+    print(f"run directory: {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="leaveout",
@@ -69,6 +92,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="download again even if present")
     _add_data_root(p)
     p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("train", help="train the leave-out ensemble (or a standard classifier)")
+    p.add_argument("--preset", default=None, help=f"one of: {', '.join(list_presets())}")
+    p.add_argument("--config", type=Path, help="a TOML file applied over the preset")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a setting")
+    p.add_argument("--out", type=Path, required=True, help="the run directory")
+    p.add_argument(
+        "--mode", choices=["leaveout", "standard"], help="shortcut for --set train.mode=..."
+    )
+    p.add_argument(
+        "--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if present)"
+    )
+    p.add_argument(
+        "--member", type=int, help="train only this member (members can run as separate jobs)"
+    )
+    p.add_argument(
+        "--force", action="store_true", help="continue a run directory whose config differs"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_data_root(p)
+    p.set_defaults(func=cmd_train)
     return parser
 
 

@@ -1,0 +1,231 @@
+"""Settings as dataclasses, loaded from TOML presets shipped with the package.
+
+A run's settings = a preset, then an optional TOML file, then `--set section.key=value`
+overrides; the resolved result is saved as `config.toml` in the run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass
+class DataSettings:
+    """Which images, how they are split, augmented and normalised."""
+
+    dataset: str = "cifar10"
+    id_classes: list[int] | None = None  # train on these classes only (relabelled 0..M-1)
+    val_fraction: float = 0.1  # stratified validation part of the training split
+    test_fraction: float = 0.2  # held out as the test split when the set has none (digits)
+    max_per_class: int = 0  # 0: all training images; else at most this many per class
+    padding: int = 4  # random-crop padding in pixels (0: no crop)
+    hflip: bool = True
+    normalization: str = "cifar"  # "cifar" (ODIN's mean/std) or "fit" (from the training images)
+
+
+@dataclass
+class ModelSettings:
+    name: str = "densenet_bc_100"
+    dropout: float | None = None  # only for networks that take it (wrn_28_10)
+
+
+@dataclass
+class OptimSettings:
+    """SGD and the learning-rate schedule (applied per step)."""
+
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "linear"  # linear (to lr_floor), step, cosine (to lr_floor), constant
+    lr_floor: float = 1e-4
+    milestones: list[int] = field(default_factory=lambda: [50, 75])  # epochs, for "step"
+    gamma: float = 0.1
+
+
+@dataclass
+class TrainSettings:
+    mode: str = "leaveout"  # "leaveout" (K members) or "standard" (one classifier, plain CE)
+    k: int = 5
+    partition_seed: int = 3
+    margin: float = 0.4
+    beta: float = 0.2
+    epochs: int = 100
+    batch_size: int = 100
+    ood_batch_size: int = 100
+    joint_forward: bool = True  # ID and left-out images in one forward pass (BatchNorm sees both)
+    seed: int = 0
+    select: str = "auroc"  # which epoch is kept as "best": auroc, accuracy or last
+    amp: str = "none"  # none, bf16 (CPU or CUDA) or fp16 (CUDA, with loss scaling)
+    channels_last: bool = True
+    eval_batch_size: int = 500
+
+
+@dataclass
+class RunConfig:
+    data: DataSettings = field(default_factory=DataSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    optim: OptimSettings = field(default_factory=OptimSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+
+    def validate(self) -> RunConfig:
+        _choice("train.mode", self.train.mode, ("leaveout", "standard"))
+        _choice("train.select", self.train.select, ("auroc", "accuracy", "last"))
+        _choice("train.amp", self.train.amp, ("none", "bf16", "fp16"))
+        _choice("optim.schedule", self.optim.schedule, ("linear", "step", "cosine", "constant"))
+        _choice("data.normalization", self.data.normalization, ("cifar", "fit"))
+        if self.train.mode == "standard" and self.train.select == "auroc":
+            self.train.select = "accuracy"  # no left-out classes to compute an AUROC on
+        for key in ("epochs", "batch_size", "ood_batch_size", "eval_batch_size"):
+            if getattr(self.train, key) < 1:
+                raise ConfigError(f"train.{key} must be at least 1")
+        return self
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], base: RunConfig | None = None) -> RunConfig:
+        """Settings from nested dicts; unknown sections or keys and wrong types are errors."""
+        out = dataclasses.replace(base) if base else cls()
+        for section, entries in values.items():
+            if section not in _SECTIONS:
+                raise ConfigError(f"unknown section [{section}]; known: {', '.join(_SECTIONS)}")
+            if not isinstance(entries, dict):
+                raise ConfigError(f"[{section}] must be a table")
+            current = dataclasses.replace(getattr(out, section))
+            for key, value in entries.items():
+                _set(current, section, key, value)
+            setattr(out, section, current)
+        return out
+
+    def to_toml(self) -> str:
+        lines = []
+        for section, entries in self.to_dict().items():
+            lines.append(f"[{section}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in entries.items() if v is not None]
+            lines.append("")
+        return "\n".join(lines)
+
+
+_SECTIONS = {f.name: f.type for f in dataclasses.fields(RunConfig)}
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _set(settings: object, section: str, key: str, value: Any) -> None:
+    hints = typing.get_type_hints(type(settings))
+    if key not in hints:
+        raise ConfigError(f"unknown setting {section}.{key}; known: {', '.join(hints)}")
+    setattr(settings, key, _coerce(value, hints[key], f"{section}.{key}"))
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is not type(None):
+                try:
+                    return _coerce(value, option, key)
+                except ConfigError:
+                    pass
+        raise ConfigError(f"{key}: {value!r} is not a valid {hint}")
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return [_coerce(v, item, key) for v in value]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is bool and not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"{key} must be {hint.__name__}, got {value!r}")
+    return value
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise ConfigError(f"cannot write {value!r} to TOML")
+
+
+def list_presets() -> list[str]:
+    folder = resources.files("leaveout") / "presets"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read TOML ({exc})") from exc
+
+
+def load_preset(name: str) -> RunConfig:
+    """A shipped preset (see `list_presets()`), over the defaults."""
+    if name not in list_presets():
+        raise ConfigError(f"unknown preset {name!r}; known: {', '.join(list_presets())}")
+    text = (resources.files("leaveout") / "presets" / f"{name}.toml").read_text()
+    return RunConfig.from_dict(tomllib.loads(text)).validate()
+
+
+def parse_override(text: str) -> dict[str, dict[str, Any]]:
+    """ "section.key=value" -> {section: {key: value}}; the value is read as TOML, else a string."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ConfigError(
+            f"override {text!r} must look like section.key=value (e.g. train.epochs=3)"
+        )
+    path, raw = text.split("=", 1)
+    section, key = path.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return {section: {key: value}}
+
+
+def resolve(
+    preset: str | None = None, config_file: str | Path | None = None, overrides: list[str] = ()
+) -> RunConfig:
+    """preset, then a TOML file, then the overrides, in that order; validated."""
+    cfg = load_preset(preset) if preset else RunConfig()
+    if config_file:
+        cfg = RunConfig.from_dict(read_toml(config_file), base=cfg)
+    for text in overrides:
+        cfg = RunConfig.from_dict(parse_override(text), base=cfg)
+    return cfg.validate()
+
+
+def differences(a: RunConfig, b: RunConfig) -> list[str]:
+    """Lines "section.key: a -> b" for every setting that differs."""
+    da, db = a.to_dict(), b.to_dict()
+    return [
+        f"{s}.{k}: {da[s][k]!r} -> {db[s][k]!r}" for s in da for k in da[s] if da[s][k] != db[s][k]
+    ]

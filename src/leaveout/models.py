@@ -1,0 +1,309 @@
+"""Networks, created by name from a registry (timm style).
+
+Every model takes `num_classes` and `in_channels`, maps (B, C, H, W) float to logits
+(B, num_classes), and exposes `forward_features` (B, D) (the penultimate layer) and `classifier`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ConfigError
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    def add(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _REGISTRY[name] = factory
+        return factory
+
+    return add
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs: object) -> nn.Module:
+    """A fresh network `name` with `num_classes` outputs (initialised from torch's global RNG)."""
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown model {name!r}; known: {', '.join(list_models())}")
+    return _REGISTRY[name](num_classes=num_classes, in_channels=in_channels, **kwargs)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+class _Classifier(nn.Module):
+    """Base: logits = classifier(forward_features(x))."""
+
+    classifier: nn.Linear
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.forward_features(x))
+
+
+def _init_weights(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.zeros_(m.bias)
+
+
+# --- DenseNet-BC (Huang et al. 2017) ---------------------------------------------------------------
+
+
+class _DenseLayer(nn.Module):
+    def __init__(self, channels: int, growth: int) -> None:
+        super().__init__()
+        self.norm1, self.conv1 = (
+            nn.BatchNorm2d(channels),
+            nn.Conv2d(channels, 4 * growth, 1, bias=False),
+        )
+        self.norm2 = nn.BatchNorm2d(4 * growth)
+        self.conv2 = nn.Conv2d(4 * growth, growth, 3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(F.relu(self.norm1(x)))
+        out = self.conv2(F.relu(self.norm2(out)))
+        return torch.cat([x, out], dim=1)
+
+
+class _Transition(nn.Sequential):
+    def __init__(self, channels: int, out_channels: int) -> None:
+        super().__init__(
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+            nn.Conv2d(channels, out_channels, 1, bias=False),
+            nn.AvgPool2d(2),
+        )
+
+
+class DenseNetBC(_Classifier):
+    """DenseNet-BC for 32x32 inputs: 3 dense blocks of bottleneck layers, compression 0.5."""
+
+    def __init__(self, depth: int, growth: int, num_classes: int, in_channels: int = 3) -> None:
+        super().__init__()
+        if (depth - 4) % 6:
+            raise ConfigError(f"DenseNet-BC depth must be 6n+4, got {depth}")
+        per_block = (depth - 4) // 6
+        channels = 2 * growth
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels, 3, padding=1, bias=False)]
+        for block in range(3):
+            for _ in range(per_block):
+                layers.append(_DenseLayer(channels, growth))
+                channels += growth
+            if block < 2:
+                layers.append(_Transition(channels, channels // 2))
+                channels //= 2
+        layers += [nn.BatchNorm2d(channels), nn.ReLU()]
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(channels, num_classes)
+        _init_weights(self)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
+
+
+@register_model("densenet_bc_100")
+def densenet_bc_100(num_classes: int, in_channels: int = 3) -> nn.Module:
+    """DenseNet-BC, L=100, k=12, no dropout (about 0.8M parameters)."""
+    return DenseNetBC(100, 12, num_classes, in_channels)
+
+
+# --- Wide ResNet (Zagoruyko and Komodakis 2016) -----------------------------------------------------
+
+
+class _WideBlock(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, stride: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1, self.conv1 = (
+            nn.BatchNorm2d(in_ch),
+            nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=False),
+        )
+        self.norm2, self.conv2 = (
+            nn.BatchNorm2d(out_ch),
+            nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False),
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.shortcut = (
+            nn.Conv2d(in_ch, out_ch, 1, stride, bias=False)
+            if in_ch != out_ch or stride != 1
+            else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = F.relu(self.norm1(x))
+        out = self.conv1(pre)
+        out = self.conv2(self.dropout(F.relu(self.norm2(out))))
+        return out + (x if self.shortcut is None else self.shortcut(pre))
+
+
+class WideResNet(_Classifier):
+    """WRN-depth-widen for 32x32 inputs; dropout between the convolutions of each block."""
+
+    def __init__(
+        self, depth: int, widen: int, num_classes: int, in_channels: int = 3, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        if (depth - 4) % 6:
+            raise ConfigError(f"Wide ResNet depth must be 6n+4, got {depth}")
+        per_group = (depth - 4) // 6
+        widths = [16, 16 * widen, 32 * widen, 64 * widen]
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False)]
+        for group in range(3):
+            for i in range(per_group):
+                stride = 2 if group > 0 and i == 0 else 1
+                in_ch = widths[group] if i == 0 else widths[group + 1]
+                layers.append(_WideBlock(in_ch, widths[group + 1], stride, dropout))
+        layers += [nn.BatchNorm2d(widths[3]), nn.ReLU()]
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(widths[3], num_classes)
+        _init_weights(self)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
+
+
+@register_model("wrn_28_10")
+def wrn_28_10(num_classes: int, in_channels: int = 3, dropout: float = 0.3) -> nn.Module:
+    """Wide ResNet 28-10 (widths 160/320/640), dropout 0.3 (about 36.5M parameters)."""
+    return WideResNet(28, 10, num_classes, in_channels, dropout)
+
+
+# --- CIFAR ResNet (He et al. 2016, option A shortcuts) ------------------------------------------------
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
+        super().__init__()
+        self.conv1, self.norm1 = (
+            nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(out_ch),
+        )
+        self.conv2, self.norm2 = (
+            nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(out_ch),
+        )
+        self.stride, self.extra = stride, out_ch - in_ch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.norm1(self.conv1(x)))
+        out = self.norm2(self.conv2(out))
+        shortcut = x
+        if self.stride != 1 or self.extra:  # parameter-free: subsample and zero-pad channels
+            shortcut = x[:, :, :: self.stride, :: self.stride]
+            half = self.extra // 2
+            shortcut = F.pad(shortcut, (0, 0, 0, 0, half, self.extra - half))
+        return F.relu(out + shortcut)
+
+
+class CifarResNet(_Classifier):
+    """ResNet-(6n+2) for 32x32 inputs with base width `width` (16 in the paper)."""
+
+    def __init__(self, depth: int, num_classes: int, in_channels: int = 3, width: int = 16) -> None:
+        super().__init__()
+        if (depth - 2) % 6:
+            raise ConfigError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
+        per_stage = (depth - 2) // 6
+        widths = [width, 2 * width, 4 * width]
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+        ]
+        in_ch = width
+        for stage, out_ch in enumerate(widths):
+            for i in range(per_stage):
+                layers.append(_BasicBlock(in_ch, out_ch, 2 if stage > 0 and i == 0 else 1))
+                in_ch = out_ch
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(widths[-1], num_classes)
+        _init_weights(self)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
+
+
+@register_model("resnet20")
+def resnet20(num_classes: int, in_channels: int = 3) -> nn.Module:
+    """CIFAR ResNet-20, widths 16/32/64 (about 0.27M parameters)."""
+    return CifarResNet(20, num_classes, in_channels)
+
+
+@register_model("resnet8")
+def resnet8(num_classes: int, in_channels: int = 3) -> nn.Module:
+    """CIFAR ResNet-8, widths 16/32/64: one block per stage, fit for two CPU cores."""
+    return CifarResNet(8, num_classes, in_channels)
+
+
+@register_model("resnet14_w32")
+def resnet14_w32(num_classes: int, in_channels: int = 3) -> nn.Module:
+    """CIFAR ResNet-14 with widths 32/64/128: a wider, shallower CPU network."""
+    return CifarResNet(14, num_classes, in_channels, width=32)
+
+
+# --- toy networks -----------------------------------------------------------------------------------
+
+
+class TutorialCNN(_Classifier):
+    """The PyTorch CIFAR-10 tutorial network (LeNet-like), which earlier implementations used."""
+
+    def __init__(self, num_classes: int, in_channels: int = 3) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(in_channels, 6, 5), nn.Conv2d(6, 16, 5)
+        self.fc1, self.fc2 = nn.Linear(16 * 5 * 5, 120), nn.Linear(120, 84)
+        self.classifier = nn.Linear(84, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (32, 32):
+            raise ConfigError(f"tutorial_cnn takes 32x32 inputs, got {tuple(x.shape[-2:])}")
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return F.relu(self.fc2(F.relu(self.fc1(x.flatten(1)))))
+
+
+@register_model("tutorial_cnn")
+def tutorial_cnn(num_classes: int, in_channels: int = 3) -> nn.Module:
+    """conv(6,5)-pool-conv(16,5)-pool-fc120-fc84-fc (about 62k parameters for 10 classes)."""
+    return TutorialCNN(num_classes, in_channels)
+
+
+class DigitsNet(_Classifier):
+    """A tiny conv net for the 16x16 digits demo: three 3x3 convs with BatchNorm, then pooling."""
+
+    def __init__(self, num_classes: int, in_channels: int = 3, width: int = 16) -> None:
+        super().__init__()
+
+        def block(cin: int, cout: int, stride: int) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+        self.features = nn.Sequential(
+            *block(in_channels, width, 1),
+            *block(width, 2 * width, 2),
+            *block(2 * width, 4 * width, 2),
+        )
+        self.classifier = nn.Linear(4 * width, num_classes)
+        _init_weights(self)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
+
+
+@register_model("digits_cnn")
+def digits_cnn(num_classes: int, in_channels: int = 3) -> nn.Module:
+    """Three conv layers (16/32/64 channels), for the digits demo (about 24k parameters)."""
+    return DigitsNet(num_classes, in_channels)

@@ -1,0 +1,112 @@
+import pytest
+import torch
+
+from leaveout import ConfigError
+from leaveout.models import count_parameters, create_model, list_models
+
+
+def densenet_bc_parameters(depth: int, growth: int, classes: int) -> int:
+    """Counted by hand from the DenseNet-BC definition (Huang et al. 2017)."""
+    layers, channels = (depth - 4) // 6, 2 * growth
+    total = 3 * channels * 9
+    for block in range(3):
+        for _ in range(layers):
+            total += 2 * channels + channels * 4 * growth + 2 * 4 * growth + 4 * growth * growth * 9
+            channels += growth
+        if block < 2:
+            total += 2 * channels + channels * (channels // 2)
+            channels //= 2
+    return total + 2 * channels + channels * classes + classes
+
+
+def wide_resnet_parameters(depth: int, widen: int, classes: int) -> int:
+    n, widths = (depth - 4) // 6, [16, 16 * widen, 32 * widen, 64 * widen]
+    total = 3 * 16 * 9
+    for g in range(3):
+        for i in range(n):
+            cin, cout = (widths[g] if i == 0 else widths[g + 1]), widths[g + 1]
+            total += 2 * cin + cin * cout * 9 + 2 * cout + cout * cout * 9
+            total += cin * cout if cin != cout else 0
+    return total + 2 * widths[3] + widths[3] * classes + classes
+
+
+def cifar_resnet_parameters(depth: int, classes: int, width: int = 16) -> int:
+    n, total, cin = (depth - 2) // 6, 3 * width * 9 + 2 * width, width
+    for cout in (width, 2 * width, 4 * width):
+        for _ in range(n):
+            total += cin * cout * 9 + 2 * cout + cout * cout * 9 + 2 * cout
+            cin = cout
+    return total + cin * classes + classes
+
+
+@pytest.mark.parametrize("classes", [10, 8, 100])
+def test_densenet_bc_100_parameter_count(classes):
+    model = create_model("densenet_bc_100", classes)
+    assert count_parameters(model) == densenet_bc_parameters(100, 12, classes)
+    if classes == 10:
+        assert count_parameters(model) == 769_162  # the published "0.8M"
+
+
+def test_wrn_28_10_parameter_count():
+    model = create_model("wrn_28_10", 10)
+    assert count_parameters(model) == wide_resnet_parameters(28, 10, 10) == 36_479_194
+
+
+def test_small_network_parameter_counts():
+    assert (
+        count_parameters(create_model("resnet20", 10)) == cifar_resnet_parameters(20, 10) == 269_722
+    )
+    assert count_parameters(create_model("resnet8", 10)) == cifar_resnet_parameters(8, 10)
+    assert count_parameters(create_model("resnet14_w32", 10)) == cifar_resnet_parameters(14, 10, 32)
+    # conv(3,6,5) + conv(6,16,5) + fc(400,120) + fc(120,84) + fc(84,10)
+    tutorial = (3 * 6 * 25 + 6) + (6 * 16 * 25 + 16) + (400 * 120 + 120) + (120 * 84 + 84) + 850
+    assert count_parameters(create_model("tutorial_cnn", 10)) == tutorial
+
+
+@pytest.mark.parametrize(
+    "name", ["resnet8", "resnet20", "tutorial_cnn", "densenet_bc_100", "digits_cnn"]
+)
+def test_shapes_channels_last_and_autocast(name):
+    torch.manual_seed(0)
+    model = create_model(name, 7).to(memory_format=torch.channels_last).eval()
+    x = torch.randn(3, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    assert model(x).shape == (3, 7)
+    assert model.forward_features(x).shape[0] == 3
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    assert out.shape == (3, 7) and torch.isfinite(out.float()).all()
+
+
+def test_digits_cnn_takes_small_images_and_other_channel_counts():
+    model = create_model("digits_cnn", 4, in_channels=1)
+    assert model(torch.randn(2, 1, 16, 16)).shape == (2, 4)
+
+
+def test_wrn_dropout_is_off_in_eval_and_on_in_train():
+    torch.manual_seed(0)
+    model = create_model("wrn_28_10", 10)
+    x = torch.randn(2, 3, 32, 32)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))
+        model.train()
+        assert not torch.equal(model(x), model(x))
+    assert (
+        create_model("wrn_28_10", 10, dropout=0.0).state_dict().keys() == model.state_dict().keys()
+    )
+
+
+@pytest.mark.parametrize("name", ["resnet8", "digits_cnn", "tutorial_cnn"])
+def test_gradients_reach_the_input(name):
+    model = create_model(name, 5).eval()
+    x = torch.randn(2, 3, 32, 32, requires_grad=True)
+    (grad,) = torch.autograd.grad(model(x).logsumexp(1).sum(), x)
+    assert grad.abs().sum() > 0
+
+
+def test_unknown_model_lists_known_ones():
+    with pytest.raises(ConfigError, match="resnet20"):
+        create_model("vgg_nonexistent", 10)
+    assert {"densenet_bc_100", "wrn_28_10", "resnet20", "tutorial_cnn", "digits_cnn"} <= set(
+        list_models()
+    )

@@ -1,0 +1,211 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from leaveout import ConfigError, CorruptFileError, TrainingDivergedError
+from leaveout import training as tr
+from leaveout.config import OptimSettings, resolve
+from leaveout.losses import entropy
+from leaveout.partitions import LeaveOutPartition
+
+
+def digits_config(*overrides: str):
+    return resolve("digits", overrides=list(overrides))
+
+
+@pytest.fixture(scope="module")
+def two_epoch_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "digits"
+    cfg = digits_config("train.epochs=2")
+    summaries = tr.train(cfg, run_dir, device="cpu", progress=False)
+    return cfg, run_dir, summaries
+
+
+def _entropy_gap(model, data, norm):
+    h_id = entropy(tr.predict_logits(model, data.val_images, norm, 512)).mean().item()
+    h_out = entropy(tr.predict_logits(model, data.val_out_images, norm, 512)).mean().item()
+    return h_out - h_id
+
+
+def test_two_epochs_on_digits_learn_classes_and_the_entropy_margin(two_epoch_run):
+    cfg, run_dir, summaries = two_epoch_run
+    parts = tr.load_splits(cfg, None)
+    partition = LeaveOutPartition.load(run_dir / "partition.json")
+    norm = tr.make_normalization(cfg, parts["train"])
+    assert len(summaries) == partition.k == 4
+    for member, summary in enumerate(summaries):
+        data = tr.member_data(parts, partition, member, torch.device("cpu"))
+        chance = 100.0 / data.num_classes
+        assert summary["status"] == "done" and summary["val_acc"] > 4 * chance
+        untrained = tr.build_member_model(cfg, data.num_classes, member)
+        assert _entropy_gap(untrained, data, norm) < cfg.train.margin / 2
+        trained = tr.build_member_model(cfg, data.num_classes, member)
+        tr.load_weights(trained, tr.member_dir(run_dir, member) / "last.safetensors")
+        assert _entropy_gap(trained, data, norm) >= cfg.train.margin / 2
+
+
+def test_run_directory_contents(two_epoch_run):
+    _, run_dir, _ = two_epoch_run
+    for name in ("config.toml", "run.json", "partition.json", "metrics.jsonl"):
+        assert (run_dir / name).is_file()
+    records = tr.read_metrics(run_dir)
+    assert [(r["member"], r["epoch"]) for r in records] == [
+        (m, e) for m in range(4) for e in (1, 2)
+    ]
+    for m in range(4):
+        folder = tr.member_dir(run_dir, m)
+        for name in (
+            "checkpoint.safetensors",
+            "best.safetensors",
+            "last.safetensors",
+            "state.json",
+        ):
+            assert (folder / name).is_file()
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["classes"] == [str(d) for d in range(8)] and info["members"] == 4
+    assert "[train]" in (run_dir / "config.toml").read_text()
+
+
+def test_members_start_from_different_initialisations():
+    cfg = digits_config()
+    a = tr.build_member_model(cfg, 6, 0).state_dict()
+    b = tr.build_member_model(cfg, 6, 1).state_dict()
+    again = tr.build_member_model(cfg, 6, 0).state_dict()
+    key = next(k for k in a if k.endswith("weight"))
+    assert not torch.equal(a[key], b[key]) and torch.equal(a[key], again[key])
+
+
+def test_a_differing_config_is_refused_with_the_keys_listed(two_epoch_run, tmp_path):
+    cfg, run_dir, _ = two_epoch_run
+    other = digits_config("train.epochs=3", "optim.lr=0.2")
+    with pytest.raises(ConfigError) as err:
+        tr.prepare_run_dir(run_dir, other)
+    assert "train.epochs: 2 -> 3" in str(err.value) and "optim.lr: 0.05 -> 0.2" in str(err.value)
+    tr.prepare_run_dir(run_dir, cfg)  # the same settings are fine
+
+
+def test_member_option_and_force_with_more_epochs(tmp_path):
+    run_dir = tmp_path / "run"
+    one = digits_config("train.epochs=1", "train.k=2")
+    tr.train(one, run_dir, device="cpu", member=0, progress=False)
+    assert not tr.member_dir(run_dir, 1).exists()  # --member trains that member alone
+    state = json.loads((tr.member_dir(run_dir, 0) / "state.json").read_text())
+    assert state["status"] == "done" and state["epochs_done"] == 1
+    two = digits_config("train.epochs=2", "train.k=2")
+    with pytest.raises(ConfigError, match="train.epochs: 1 -> 2"):
+        tr.train(two, run_dir, device="cpu", member=0, progress=False)
+    (summary,) = tr.train(two, run_dir, device="cpu", member=0, force=True, progress=False)
+    assert summary["epochs_done"] == 2
+    assert [r["epoch"] for r in tr.read_metrics(run_dir)] == [1, 2]
+    assert "epochs = 2" in (run_dir / "config.toml").read_text()
+
+
+def test_standard_mode_trains_one_classifier_on_all_classes(tmp_path):
+    cfg = digits_config('train.mode="standard"', "train.epochs=1")
+    (summary,) = tr.train(cfg, tmp_path / "std", device="cpu", progress=False)
+    assert summary["val_auroc"] is None and summary["val_acc"] > 50
+    assert not (tmp_path / "std" / "partition.json").exists()
+    weights, _ = tr.read_safetensors(tr.member_dir(tmp_path / "std", 0) / "best.safetensors")
+    assert weights["classifier.weight"].shape[0] == 8
+
+
+def test_nan_loss_stops_with_member_epoch_step_and_keeps_the_checkpoint(tmp_path, monkeypatch):
+    cfg = digits_config("train.epochs=3", "train.k=2")
+    run_dir = tmp_path / "run"
+    real_step, calls = tr.train_step, {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        result = real_step(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == steps_per_epoch + 3:  # epoch 2, step 3
+            result.loss = torch.tensor(float("nan"))
+        return result
+
+    parts = tr.load_splits(cfg, None)
+    data = tr.member_data(parts, LeaveOutPartition(8, 2, 3), 0, torch.device("cpu"))
+    steps_per_epoch = len(tr.make_stream(cfg, data, tr.make_normalization(cfg, parts["train"]), 0))
+    monkeypatch.setattr(tr, "train_step", poisoned)
+    with pytest.raises(TrainingDivergedError, match="member 0.*epoch 2, step 3"):
+        tr.train(cfg, run_dir, device="cpu", progress=False)
+    ckpt = tr.member_dir(run_dir, 0) / "checkpoint.safetensors"
+    _, meta = tr.read_safetensors(ckpt)
+    assert json.loads(meta["progress"])["epoch"] == 1
+
+
+def test_loading_weights_into_another_architecture_names_the_file(two_epoch_run):
+    _, run_dir, _ = two_epoch_run
+    path = tr.member_dir(run_dir, 0) / "best.safetensors"
+    other = tr.create_model("resnet8", 6)
+    with pytest.raises(ConfigError, match=r"best\.safetensors does not fit"):
+        tr.load_weights(other, path)
+    wider = tr.create_model("digits_cnn", 9)
+    with pytest.raises(ConfigError, match="shape"):
+        tr.load_weights(wider, path)
+
+
+def test_truncated_weights_are_a_clear_error(two_epoch_run, tmp_path):
+    _, run_dir, _ = two_epoch_run
+    data = (tr.member_dir(run_dir, 0) / "best.safetensors").read_bytes()
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptFileError, match=r"broken\.safetensors"):
+        tr.read_safetensors(broken)
+
+
+def test_learning_rate_schedules():
+    o = OptimSettings(lr=0.1, lr_floor=1e-4, schedule="linear")
+    assert tr.learning_rate(o, 0, 100, 10) == pytest.approx(0.1)
+    assert tr.learning_rate(o, 50, 100, 10) == pytest.approx((0.1 + 1e-4) / 2)
+    assert tr.learning_rate(o, 100, 100, 10) == pytest.approx(1e-4)
+    o.schedule = "cosine"
+    assert tr.learning_rate(o, 50, 100, 10) == pytest.approx((0.1 + 1e-4) / 2)
+    o.schedule, o.milestones = "step", [5, 8]
+    lrs = [tr.learning_rate(o, s, 100, 10) for s in (0, 49, 50, 79, 80)]
+    assert lrs == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001])
+
+
+def _weights(run_dir: Path, member: int) -> dict[str, torch.Tensor]:
+    return tr.read_safetensors(tr.member_dir(run_dir, member) / "last.safetensors")[0]
+
+
+@pytest.mark.slow
+def test_sigkill_and_rerun_gives_bit_identical_weights(tmp_path):
+    command = [
+        sys.executable,
+        "-m",
+        "leaveout",
+        "train",
+        "--preset",
+        "digits",
+        "--quiet",
+        "--set",
+        "train.epochs=4",
+        "--device",
+        "cpu",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    subprocess.run([*command, "--out", str(tmp_path / "whole")], check=True, env=env)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*command, "--out", str(killed)], env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(tr.read_metrics(killed)) < 6:  # mid member 1
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    states = [json.loads(p.read_text())["status"] for p in killed.glob("members/*/state.json")]
+    assert states.count("done") < 4, "the run finished before it could be killed"
+    subprocess.run([*command, "--out", str(killed)], check=True, env=env)
+    for member in range(4):
+        a, b = _weights(tmp_path / "whole", member), _weights(killed, member)
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), f"member {member} differs"
+    assert np.isfinite([r["val_acc"] for r in tr.read_metrics(killed)]).all()

@@ -1,0 +1,105 @@
+"""Images/s of the full training step against the bare step of the same model, same process.
+
+full: batches drawn from the in-memory uint8 tensors by the training stream (index gather,
+      random crop + flip, normalisation), the leave-out loss, backward, SGD step, the loss read
+      back (as the training loop does for its NaN guard).
+bare: the same train_step on pre-made normalised tensors of the same batch sizes.
+Blocks of each are interleaved and the median rate is reported; the target is full >= 85% of bare.
+
+    python benchmarks/train_step.py [--preset cpu-cifar10] [--set key=value ...] [--steps 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from leaveout import training as tr
+from leaveout.config import resolve
+from leaveout.data import ImageSet
+from leaveout.partitions import LeaveOutPartition
+from leaveout.reports import markdown_table
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def cifar_like(cfg, data_root):
+    if (Path(data_root) / "cifar10" / "train.npz").is_file():
+        return tr.load_splits(cfg, data_root)
+    gen = torch.Generator().manual_seed(0)  # no real data: random images of CIFAR's shape
+    images = torch.randint(0, 256, (50_000, 32, 32, 3), dtype=torch.uint8, generator=gen).numpy()
+    labels = torch.arange(50_000).remainder(10).numpy()
+    data = ImageSet(images, labels, tuple(map(str, range(10))), "random")
+    return {"train": data, "val": data.subset(range(1000))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", default="cpu-cifar10")
+    parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--steps", type=int, default=20, help="steps per timed block")
+    parser.add_argument("--blocks", type=int, default=5)
+    parser.add_argument("--data-root", default=str(SHARED))
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+
+    cfg = resolve(args.preset, overrides=args.set)
+    device = torch.device(args.device)
+    parts = cifar_like(cfg, args.data_root)
+    partition = LeaveOutPartition(parts["train"].num_classes, cfg.train.k, cfg.train.partition_seed)
+    norm = tr.make_normalization(cfg, parts["train"])
+    data = tr.member_data(parts, partition, 0, device)
+    model = tr.build_member_model(cfg, data.num_classes, 0).to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = tr.make_optimizer(cfg, model)
+    stream = tr.make_stream(cfg, data, norm, 0)
+    x0, y0, out0 = next(iter(stream.epoch(0)))
+    fixed = (x0.clone(), y0.clone(), out0.clone())
+    per_step = len(x0) + len(out0)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def full_block(epoch: int) -> float:
+        batches = stream.epoch(epoch)
+        sync()
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            x, y, x_out = next(batches)
+            tr.train_step(model, optimizer, x, y, x_out, cfg).loss.item()
+        sync()
+        return args.steps * per_step / (time.perf_counter() - start)
+
+    def bare_block(_: int) -> float:
+        sync()
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            tr.train_step(model, optimizer, *fixed, cfg).loss.item()
+        sync()
+        return args.steps * per_step / (time.perf_counter() - start)
+
+    full_block(0), bare_block(0)  # warm-up
+    full, bare = [], []
+    for block in range(args.blocks):
+        full.append(full_block(block + 1))
+        bare.append(bare_block(block + 1))
+    f, b = statistics.median(full), statistics.median(bare)
+    rows = [
+        {"step": "bare (pre-made tensors)", "images/s": f"{b:.0f}", "ratio": "1.00"},
+        {"step": "full (stream + augmentation)", "images/s": f"{f:.0f}", "ratio": f"{f / b:.2f}"},
+    ]
+    print(
+        f"model {cfg.model.name}, amp {cfg.train.amp}, batch {len(x0)} ID + {len(out0)} left-out, "
+        f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}"
+    )
+    print(markdown_table(rows, ["step", "images/s", "ratio"]))
+
+
+if __name__ == "__main__":
+    main()

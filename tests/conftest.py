@@ -17,3 +17,15 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "cifar10" / "train.npz").is_file():
         pytest.skip(f"real data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+    """A 4-member leave-out ensemble trained for 2 epochs on the digits: (config, run_dir)."""
+    from leaveout import training
+    from leaveout.config import resolve
+
+    run_dir = tmp_path_factory.mktemp("runs") / "digits"
+    cfg = resolve("digits", overrides=["train.epochs=2"])
+    summaries = training.train(cfg, run_dir, device="cpu", progress=False)
+    return cfg, run_dir, summaries

@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from leaveout.cli import main
 
 
@@ -47,3 +49,12 @@ def test_console_script_on_shared_data(shared_data):
         "present" in lines["tiny_imagenet_crop/all"] and "10000" in lines["tiny_imagenet_crop/all"]
     )
     assert "missing" in lines["lsun_crop/all"]
+
+
+@pytest.mark.slow
+def test_demo_trains_calibrates_and_evaluates(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    for name in ("| unseen |", "| uniform |", "| gaussian |", "calibrated: T ="):
+        assert name in out
+    assert (tmp_path / "demo" / "eval" / "results.md").is_file()

@@ -22,11 +22,8 @@ def digits_config(*overrides: str):
 
 
 @pytest.fixture(scope="module")
-def two_epoch_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("runs") / "digits"
-    cfg = digits_config("train.epochs=2")
-    summaries = tr.train(cfg, run_dir, device="cpu", progress=False)
-    return cfg, run_dir, summaries
+def two_epoch_run(digits_run):
+    return digits_run
 
 
 def _entropy_gap(model, data, norm):

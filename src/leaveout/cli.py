@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import datasets
 from .config import list_presets
-from .errors import LeaveoutError
+from .errors import ConfigError, LeaveoutError
 from .reports import text_table
 
 
@@ -72,6 +72,104 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibration import calibrate_left_out, calibrate_on_pair, save_calibration
+    from .evaluation import id_test_parts, ood_parts, run_config
+    from .scoring import LeaveOutEnsemble
+    from .training import load_splits
+
+    ensemble = LeaveOutEnsemble.load(args.run_dir, args.device)
+    common = {
+        "criterion": args.criterion,
+        "gradient": args.gradient or "entropy",
+        "batch_size": args.batch_size,
+        "progress": not args.quiet,
+    }
+    if args.ood:
+        id_tune = id_test_parts(args.run_dir, args.data_root)["tune"]
+        ood_tune = ood_parts(args.ood, args.run_dir, args.data_root, ensemble.image_size)["tune"]
+        calibration, rows = calibrate_on_pair(ensemble, id_tune, ood_tune, **common)
+        source = f"ID test tuning part vs {args.ood} tuning part"
+    else:
+        validation = load_splits(run_config(args.run_dir), args.data_root)["val"]
+        calibration, rows = calibrate_left_out(ensemble, validation, **common)
+        source = "left-out classes (validation split)"
+    path = save_calibration(args.run_dir, calibration, rows, source, args.criterion)
+    print(text_table(rows, ["T", "eps", "FPR95", "DetErr", "AUROC"]))
+    print(
+        f"\nchosen on {source} by {args.criterion}: T = {calibration.temperature:g}, "
+        f"eps = {calibration.epsilon:g}, threshold = {calibration.threshold:.4f}"
+    )
+    print(f"saved to {path}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate, results_markdown
+
+    result = evaluate(
+        args.run_dir,
+        args.ood,
+        data_root=args.data_root,
+        temperature=args.temperature,
+        epsilon=args.epsilon,
+        gradient=args.gradient,
+        batch_size=args.batch_size,
+        device=args.device,
+        ood_positive=args.ood_positive,
+        progress=not args.quiet,
+    )
+    print(results_markdown(result))
+    print(f"written to {Path(args.run_dir) / 'eval'}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .data import read_named_images
+    from .reports import csv_table
+    from .scoring import LeaveOutEnsemble
+
+    ensemble = LeaveOutEnsemble.load(args.run_dir, args.device)
+    if ensemble.calibration is None or ensemble.calibration.threshold is None:
+        raise ConfigError(
+            f"{args.run_dir} has no calibration yet: run `leaveout calibrate {args.run_dir}`"
+        )
+    names, images = read_named_images(
+        args.paths, size=ensemble.image_size[0], skip_corrupt=args.skip_corrupt
+    )
+    scores = ensemble.score(images, batch_size=args.batch_size, progress=not args.quiet)
+    predicted = ensemble.predict(images, args.batch_size)
+    threshold = ensemble.calibration.threshold
+    rows = [
+        {
+            "path": n,
+            "score": f"{s:.6f}",
+            "is_ood": int(s < threshold),
+            "predicted": ensemble.classes[p],
+        }
+        for n, s, p in zip(names, scores, predicted)
+    ]
+    text = csv_table(rows, ["path", "score", "is_ood", "predicted"])
+    if args.out:
+        from . import _io
+
+        _io.write_text(args.out, text)
+        flagged = sum(r["is_ood"] for r in rows)
+        print(
+            f"{len(rows)} images scored, {flagged} flagged OOD (threshold {threshold:.4f}); wrote {args.out}"
+        )
+    else:
+        print(text, end="")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, device=args.device, progress=not args.quiet)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="leaveout",
@@ -113,7 +211,66 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_data_root(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("calibrate", help="choose T and eps on validation data (saved in the run)")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument(
+        "--ood", help="validate against this OOD set's tuning part (default: left-out classes)"
+    )
+    p.add_argument("--criterion", default="fpr95", choices=["fpr95", "auroc", "deterr"])
+    _add_scoring_options(p)
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("evaluate", help="metrics, tables and plots against OOD sets")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument(
+        "--ood",
+        nargs="+",
+        default=["tiny_imagenet_crop", "tiny_imagenet_resize", "uniform", "gaussian"],
+        help="OOD sets: names, paths, or 'unseen' (the run's held-out classes)",
+    )
+    p.add_argument("--temperature", type=float, help="override the calibrated T")
+    p.add_argument("--epsilon", type=float, help="override the calibrated eps (pixel units)")
+    p.add_argument(
+        "--ood-positive",
+        action="store_true",
+        help="FPR95 with OOD as the positive class (pytorch-ood/OpenOOD convention)",
+    )
+    _add_scoring_options(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("score", help="score image files, folders or archives (CSV)")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("paths", nargs="+", help="image files, folders, .tar/.tar.gz/.zip archives")
+    p.add_argument("--out", type=Path, help="write the CSV here (default: standard output)")
+    p.add_argument(
+        "--skip-corrupt", action="store_true", help="skip unreadable images (with a warning)"
+    )
+    _add_scoring_options(p, data=False)
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser(
+        "demo", help="train, calibrate and evaluate on the embedded digits (about a minute)"
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/demo"))
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
     return parser
+
+
+def _add_scoring_options(p: argparse.ArgumentParser, data: bool = True) -> None:
+    p.add_argument(
+        "--gradient",
+        choices=["entropy", "odin"],
+        default=None,
+        help="input-step gradient: entropy (paper, default) or odin (cross-entropy)",
+    )
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    if data:
+        _add_data_root(p)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -454,13 +454,50 @@ def load_images(
     return ImageSet(images, labels, classes, set_name, skipped=tuple(skipped))
 
 
+def read_named_images(
+    paths: Iterable[str | Path], size: int = 32, skip_corrupt: bool = False
+) -> tuple[list[str], np.ndarray]:
+    """Decode image files, folders (recursively) and archives, keeping a name per image.
+
+    Returns (names, images (N, size, size, 3) uint8); names are file paths, `archive:member`
+    inside archives. Unreadable images raise CorruptFileError, or are skipped with a warning.
+    """
+    names: list[str] = []
+    arrays: list[np.ndarray] = []
+    skipped: list[str] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise DatasetNotFoundError(f"{path} does not exist")
+        if path.is_dir() or path.name.lower().endswith(ARCHIVE_SUFFIXES):
+            entries = _archive_entries(path) if path.is_file() else _folder_entries(path)
+        else:
+            entries = iter([("", path.read_bytes)])
+        decoded, missed = _decode_all(entries, path, size, skip_corrupt)
+        skipped += missed
+        for rel, image in decoded:
+            names.append(
+                str(path) if not rel else (f"{path}:{rel}" if path.is_file() else str(path / rel))
+            )
+            arrays.append(image)
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} unreadable images, e.g. {skipped[0]}", stacklevel=2)
+    if not arrays:
+        raise DatasetNotFoundError("no readable images in " + ", ".join(map(str, paths)))
+    return names, np.stack(arrays)
+
+
 def _decode_all(
     entries: Iterable[tuple[str, Callable[[], bytes]]], source: Path, size: int, skip: bool
 ) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
     decoded, skipped = [], []
     try:
         for rel, read in entries:
-            where = f"{source}:{rel}" if source.is_file() else str(source / rel)
+            where = (
+                str(source / rel)
+                if source.is_dir()
+                else (f"{source}:{rel}" if rel else str(source))
+            )
             try:
                 decoded.append((rel, decode_image(read(), where, size)))
             except CorruptFileError:

@@ -45,3 +45,59 @@ def auroc(id_scores: np.ndarray, ood_scores: np.ndarray, ood_positive: bool = Fa
     """Area under the ROC curve (trapezoid over all distinct scores; ties count one half)."""
     fpr, tpr, _ = roc_curve(id_scores, ood_scores, ood_positive)
     return float(np.trapezoid(tpr, fpr))
+
+
+def fpr_at_tpr(
+    id_scores: np.ndarray, ood_scores: np.ndarray, tpr: float = 0.95, ood_positive: bool = False
+) -> float:
+    """FPR at the first threshold whose TPR reaches `tpr` (fraction, not percent).
+
+    ID positive: the fraction of OOD accepted when `tpr` of ID is accepted.
+    """
+    fprs, tprs, _ = roc_curve(id_scores, ood_scores, ood_positive)
+    return float(fprs[np.searchsorted(tprs, tpr - 1e-12, side="left")])
+
+
+def detection_error(id_scores: np.ndarray, ood_scores: np.ndarray) -> float:
+    """min over thresholds of 0.5 (1 - TPR) + 0.5 FPR (the same under either convention)."""
+    fprs, tprs, _ = roc_curve(id_scores, ood_scores)
+    return float(np.min(0.5 * (1 - tprs) + 0.5 * fprs))
+
+
+def average_precision(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float:
+    """Step-wise area under precision/recall (scikit-learn's average precision), positive = high."""
+    fprs, tprs, _ = roc_curve(positive_scores, negative_scores)
+    tp, fp = tprs * len(positive_scores), fprs * len(negative_scores)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 1.0)
+    return float(np.sum(np.diff(tprs) * precision[1:]))
+
+
+def aupr_in(id_scores: np.ndarray, ood_scores: np.ndarray) -> float:
+    """Area under precision/recall with ID as the positive class, on the score."""
+    return average_precision(np.asarray(id_scores), np.asarray(ood_scores))
+
+
+def aupr_out(id_scores: np.ndarray, ood_scores: np.ndarray) -> float:
+    """Area under precision/recall with OOD as the positive class, on the negated score."""
+    return average_precision(-np.asarray(ood_scores), -np.asarray(id_scores))
+
+
+METRIC_NAMES = ("FPR95", "DetErr", "AUROC", "AUPR-In", "AUPR-Out")
+
+
+def ood_metrics(
+    id_scores: np.ndarray, ood_scores: np.ndarray, ood_positive: bool = False
+) -> dict[str, float]:
+    """The five metrics in percent. Scores: higher = more ID.
+
+    ood_positive switches FPR95 to the pytorch-ood/OpenOOD convention (the fraction of ID
+    rejected when 95% of OOD is rejected); the other four do not depend on the convention.
+    """
+    return {
+        "FPR95": 100 * fpr_at_tpr(id_scores, ood_scores, 0.95, ood_positive),
+        "DetErr": 100 * detection_error(id_scores, ood_scores),
+        "AUROC": 100 * auroc(id_scores, ood_scores),
+        "AUPR-In": 100 * aupr_in(id_scores, ood_scores),
+        "AUPR-Out": 100 * aupr_out(id_scores, ood_scores),
+    }

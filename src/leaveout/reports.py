@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
 
 
 def text_table(rows: Sequence[dict[str, object]], columns: Sequence[str]) -> str:
@@ -37,3 +40,60 @@ def _cell(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.2f}"
     return str(value)
+
+
+def _save_figure(fig: object, path: str | Path) -> None:
+    from . import _io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")  # type: ignore[attr-defined]
+    _io.write_bytes(path, buffer.getvalue())
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_score_histogram(
+    path: str | Path, id_scores: np.ndarray, ood_scores: np.ndarray, ood_name: str, method: str
+) -> None:
+    """Overlaid histograms (densities) of ID and OOD scores, as a PNG."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    both = np.concatenate([id_scores, ood_scores])
+    bins = np.linspace(both.min(), both.max() + 1e-12, 60)
+    ax.hist(id_scores, bins=bins, density=True, alpha=0.6, label=f"ID (n={len(id_scores)})")
+    ax.hist(
+        ood_scores, bins=bins, density=True, alpha=0.6, label=f"{ood_name} (n={len(ood_scores)})"
+    )
+    ax.ticklabel_format(axis="x", useOffset=False)
+    ax.set_xlabel(f"{method} score (higher = more in-distribution)")
+    ax.set_ylabel("density")
+    ax.legend()
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_roc(
+    path: str | Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], method: str
+) -> None:
+    """ROC curves (ID positive) of every OOD set in one PNG."""
+    from .metrics import auroc, roc_curve
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.8, 4.5))
+    for name, (ids, oods) in curves.items():
+        fpr, tpr, _ = roc_curve(ids, oods)
+        ax.plot(fpr, tpr, label=f"{name} (AUROC {100 * auroc(ids, oods):.1f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("false positive rate (OOD accepted)")
+    ax.set_ylabel("true positive rate (ID accepted)")
+    ax.set_title(method)
+    ax.legend(loc="lower right", fontsize=8)
+    _save_figure(fig, path)
+    plt.close(fig)

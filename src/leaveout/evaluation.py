@@ -1,0 +1,220 @@
+"""Evaluation on the ODIN protocol: ID test images against OOD sets, tables and plots.
+
+Every set is split by ODIN's rule: the first 1000 images tune, the rest report (sets of fewer
+than 2000 images: the first fifth tunes). Metrics are computed on the reporting parts.
+Scores are cached under RUN_DIR/eval/cache per (set, method, T, eps, image content).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _io
+from .calibration import calibrate_left_out, save_calibration
+from .config import RunConfig, read_toml
+from .data import ImageSet, Split, odin_split
+from .datasets import load_dataset
+from .errors import ConfigError, ShapeError
+from .metrics import METRIC_NAMES, ood_metrics
+from .reports import csv_table, markdown_table, plot_roc, plot_score_histogram
+from .scoring import LeaveOutEnsemble
+from .training import load_splits
+
+Scorer = Callable[[ImageSet], np.ndarray]
+
+
+def report_split(n: int) -> Split:
+    """ODIN's tuning/reporting split; the first fifth tunes when a set has under 2000 images."""
+    return odin_split(n, 1000 if n >= 2000 else max(1, n // 5))
+
+
+def run_config(run_dir: Path) -> RunConfig:
+    return RunConfig.from_dict(read_toml(Path(run_dir) / "config.toml")).validate()
+
+
+def id_test_parts(run_dir: Path, data_root: str | Path | None) -> dict[str, ImageSet]:
+    """{"tune", "report"} of the run's ID test split."""
+    test = load_splits(run_config(run_dir), data_root)["test"]
+    return report_split(len(test)).apply(test)
+
+
+def ood_parts(
+    name: str, run_dir: Path, data_root: str | Path | None, image_size: tuple[int, int]
+) -> dict[str, ImageSet]:
+    """{"tune", "report"} of an OOD set by name ("unseen": the run's held-out classes) or path."""
+    if name == "unseen":
+        parts = load_splits(run_config(run_dir), data_root)
+        if "unseen" not in parts:
+            raise ConfigError(
+                "'unseen' needs a run trained with data.id_classes (some classes held out)"
+            )
+        data = parts["unseen"]
+    else:
+        data = load_dataset(name, root=data_root, size=image_size[0])
+    if data.image_size != tuple(image_size):
+        raise ShapeError(
+            f"OOD set {name} has {data.image_size} images; the ensemble takes {tuple(image_size)}"
+        )
+    return report_split(len(data)).apply(data)
+
+
+def fingerprint(images: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(images).data).hexdigest()[:12]
+
+
+def cached_scores(
+    cache_dir: Path, set_name: str, key: str, data: ImageSet, scorer: Scorer
+) -> np.ndarray:
+    """scorer(data), read from / written to cache_dir/<set>-<key>-<content hash>.npy."""
+    path = cache_dir / f"{Path(set_name).name}-{key}-{fingerprint(data.images)}.npy"
+    if path.is_file():
+        return np.load(path, allow_pickle=False)
+    scores = np.asarray(scorer(data), dtype=np.float64)
+    buffer = io.BytesIO()
+    np.save(buffer, scores, allow_pickle=False)
+    _io.write_bytes(path, buffer.getvalue())
+    return scores
+
+
+@dataclass
+class Method:
+    """A scoring method bound to its settings: `scorer` and a cache `key`."""
+
+    name: str
+    key: str
+    scorer: Scorer
+    settings: dict[str, Any]
+
+
+def leaveout_method(
+    ensemble: LeaveOutEnsemble,
+    temperature: float,
+    epsilon: float,
+    gradient: str,
+    batch_size: int,
+    progress: bool,
+) -> Method:
+    def scorer(data: ImageSet) -> np.ndarray:
+        return ensemble.score(data, temperature, epsilon, gradient, batch_size, progress)
+
+    return Method(
+        "leaveout",
+        f"leaveout-{gradient}-T{temperature:g}-eps{epsilon:g}",
+        scorer,
+        {"temperature": temperature, "epsilon": epsilon, "gradient": gradient},
+    )
+
+
+def ensure_calibration(
+    ensemble: LeaveOutEnsemble,
+    run_dir: Path,
+    data_root: str | Path | None,
+    batch_size: int,
+    progress: bool,
+) -> None:
+    """Calibrate on left-out classes (and save) when the run has no calibration yet."""
+    if ensemble.calibration is not None or ensemble.partition is None:
+        return
+    validation = load_splits(run_config(run_dir), data_root)["val"]
+    calibration, rows = calibrate_left_out(
+        ensemble, validation, batch_size=batch_size, progress=progress
+    )
+    save_calibration(run_dir, calibration, rows, "left-out classes (validation split)", "fpr95")
+    ensemble.calibration = calibration
+
+
+def evaluate(
+    run_dir: str | Path,
+    ood_names: Sequence[str],
+    data_root: str | Path | None = None,
+    temperature: float | None = None,
+    epsilon: float | None = None,
+    gradient: str | None = None,
+    batch_size: int = 256,
+    device: str = "cpu",
+    ood_positive: bool = False,
+    progress: bool = True,
+    plots: bool = True,
+) -> dict[str, Any]:
+    """Score the ID test reporting part and every OOD set; write RUN_DIR/eval/ reports.
+
+    Returns {"method", "settings", "id_accuracy", "convention", "rows": [per-OOD metrics]}.
+    """
+    run_dir = Path(run_dir)
+    started = time.time()
+    ensemble = LeaveOutEnsemble.load(run_dir, device)
+    if temperature is None and epsilon is None:
+        ensure_calibration(ensemble, run_dir, data_root, batch_size, progress)
+    t, e = ensemble._settings(temperature, epsilon)
+    grad = gradient or (ensemble.calibration.gradient if ensemble.calibration else "entropy")
+    method = leaveout_method(ensemble, t, e, grad, batch_size, progress)
+    out_dir, cache = run_dir / "eval", run_dir / "eval" / "cache"
+
+    id_report = id_test_parts(run_dir, data_root)["report"]
+    id_scores = cached_scores(cache, "id-test", method.key, id_report, method.scorer)
+    assert id_report.labels is not None
+    accuracy = 100.0 * float(np.mean(ensemble.predict(id_report, batch_size) == id_report.labels))
+
+    rows, curves = [], {}
+    for name in ood_names:
+        report = ood_parts(name, run_dir, data_root, ensemble.image_size)["report"]
+        ood_scores = cached_scores(cache, name, method.key, report, method.scorer)
+        metrics = ood_metrics(id_scores, ood_scores, ood_positive)
+        rows.append({"ood": name, "n_id": len(id_scores), "n_ood": len(ood_scores), **metrics})
+        curves[name] = (id_scores, ood_scores)
+    result = {
+        "method": method.name,
+        "settings": method.settings,
+        "id_accuracy": accuracy,
+        "convention": "OOD positive" if ood_positive else "ID positive",
+        "rows": rows,
+        "seconds": time.time() - started,
+    }
+    write_results(out_dir, result)
+    if plots:
+        for name, (ids, oods) in curves.items():
+            plot_score_histogram(
+                out_dir / f"hist_{Path(name).name}.png", ids, oods, name, method.name
+            )
+        plot_roc(out_dir / "roc.png", curves, method.name)
+    return result
+
+
+RESULT_COLUMNS = ("ood", "n_id", "n_ood", *METRIC_NAMES)
+
+
+def results_markdown(result: dict[str, Any]) -> str:
+    settings = ", ".join(f"{k} = {v}" for k, v in result["settings"].items())
+    return (
+        f"Method: {result['method']} ({settings}). ID accuracy: {result['id_accuracy']:.2f}%. "
+        f"Metrics in percent, {result['convention']} (FPR95 = "
+        + (
+            "ID rejected when 95% of OOD is rejected"
+            if result["convention"] == "OOD positive"
+            else "OOD accepted when 95% of ID is accepted"
+        )
+        + ").\n\n"
+        + markdown_table(result["rows"], RESULT_COLUMNS)
+        + "\n"
+    )
+
+
+def write_results(out_dir: Path, result: dict[str, Any]) -> None:
+    """results.json, results.csv and results.md in `out_dir` (atomic writes)."""
+    _io.write_json(out_dir / "results.json", result)
+    rows = [
+        r | {"method": result["method"], "id_accuracy": result["id_accuracy"]}
+        for r in result["rows"]
+    ]
+    _io.write_text(
+        out_dir / "results.csv", csv_table(rows, ("method", *RESULT_COLUMNS, "id_accuracy"))
+    )
+    _io.write_text(out_dir / "results.md", results_markdown(result))

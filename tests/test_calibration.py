@@ -85,3 +85,21 @@ def test_bad_criterion(setup):
     ensemble, parts, _ = setup
     with pytest.raises(ConfigError, match="criterion"):
         calibrate_left_out(ensemble, parts["val"], criterion="accuracy")
+
+
+def test_calibrate_command_left_out_and_named_set(setup, tmp_path, capsys):
+    import shutil
+
+    from leaveout.cli import main
+
+    _, _, run_dir = setup
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    assert main(["calibrate", str(copy), "--quiet"]) == 0
+    saved = json.loads((copy / "calibration.json").read_text())
+    assert saved["source"].startswith("left-out") and len(saved["grid"]) == 30
+    assert saved["temperature"] in PAPER_TEMPERATURES and saved["epsilon"] in PAPER_EPSILONS
+    assert main(["calibrate", str(copy), "--ood", "gaussian", "--criterion", "auroc", "--quiet"]) == 0
+    saved = json.loads((copy / "calibration.json").read_text())
+    assert "gaussian" in saved["source"] and saved["criterion"] == "auroc"
+    assert "chosen on" in capsys.readouterr().out

@@ -85,14 +85,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "progress": not args.quiet,
     }
+    splits = load_splits(run_config(args.run_dir), args.data_root)
     if args.ood:
-        id_tune = id_test_parts(args.run_dir, args.data_root)["tune"]
-        ood_tune = ood_parts(args.ood, args.run_dir, args.data_root, ensemble.image_size)["tune"]
+        id_tune = id_test_parts(splits)["tune"]
+        ood_tune = ood_parts(args.ood, splits, args.data_root, ensemble.image_size)["tune"]
         calibration, rows = calibrate_on_pair(ensemble, id_tune, ood_tune, **common)
         source = f"ID test tuning part vs {args.ood} tuning part"
     else:
-        validation = load_splits(run_config(args.run_dir), args.data_root)["val"]
-        calibration, rows = calibrate_left_out(ensemble, validation, **common)
+        calibration, rows = calibrate_left_out(ensemble, splits["val"], **common)
         source = "left-out classes (validation split)"
     path = save_calibration(args.run_dir, calibration, rows, source, args.criterion)
     print(text_table(rows, ["T", "eps", "FPR95", "DetErr", "AUROC"]))

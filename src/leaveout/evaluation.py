@@ -40,18 +40,21 @@ def run_config(run_dir: Path) -> RunConfig:
     return RunConfig.from_dict(read_toml(Path(run_dir) / "config.toml")).validate()
 
 
-def id_test_parts(run_dir: Path, data_root: str | Path | None) -> dict[str, ImageSet]:
-    """{"tune", "report"} of the run's ID test split."""
-    test = load_splits(run_config(run_dir), data_root)["test"]
+def id_test_parts(splits: dict[str, ImageSet]) -> dict[str, ImageSet]:
+    """{"tune", "report"} of a run's ID test split (`splits` from `training.load_splits`)."""
+    test = splits["test"]
     return report_split(len(test)).apply(test)
 
 
 def ood_parts(
-    name: str, run_dir: Path, data_root: str | Path | None, image_size: tuple[int, int]
+    name: str,
+    splits: dict[str, ImageSet],
+    data_root: str | Path | None,
+    image_size: tuple[int, int],
 ) -> dict[str, ImageSet]:
     """{"tune", "report"} of an OOD set by name ("unseen": the run's held-out classes) or path."""
     if name == "unseen":
-        parts = load_splits(run_config(run_dir), data_root)
+        parts = splits
         if "unseen" not in parts:
             raise ConfigError(
                 "'unseen' needs a run trained with data.id_classes (some classes held out)"
@@ -116,14 +119,13 @@ def leaveout_method(
 def ensure_calibration(
     ensemble: LeaveOutEnsemble,
     run_dir: Path,
-    data_root: str | Path | None,
+    validation: ImageSet,
     batch_size: int,
     progress: bool,
 ) -> None:
     """Calibrate on left-out classes (and save) when the run has no calibration yet."""
     if ensemble.calibration is not None or ensemble.partition is None:
         return
-    validation = load_splits(run_config(run_dir), data_root)["val"]
     calibration, rows = calibrate_left_out(
         ensemble, validation, batch_size=batch_size, progress=progress
     )
@@ -151,21 +153,22 @@ def evaluate(
     run_dir = Path(run_dir)
     started = time.time()
     ensemble = LeaveOutEnsemble.load(run_dir, device)
+    splits = load_splits(run_config(run_dir), data_root)
     if temperature is None and epsilon is None:
-        ensure_calibration(ensemble, run_dir, data_root, batch_size, progress)
+        ensure_calibration(ensemble, run_dir, splits["val"], batch_size, progress)
     t, e = ensemble._settings(temperature, epsilon)
     grad = gradient or (ensemble.calibration.gradient if ensemble.calibration else "entropy")
     method = leaveout_method(ensemble, t, e, grad, batch_size, progress)
     out_dir, cache = run_dir / "eval", run_dir / "eval" / "cache"
 
-    id_report = id_test_parts(run_dir, data_root)["report"]
+    id_report = id_test_parts(splits)["report"]
     id_scores = cached_scores(cache, "id-test", method.key, id_report, method.scorer)
     assert id_report.labels is not None
     accuracy = 100.0 * float(np.mean(ensemble.predict(id_report, batch_size) == id_report.labels))
 
     rows, curves = [], {}
     for name in ood_names:
-        report = ood_parts(name, run_dir, data_root, ensemble.image_size)["report"]
+        report = ood_parts(name, splits, data_root, ensemble.image_size)["report"]
         ood_scores = cached_scores(cache, name, method.key, report, method.scorer)
         metrics = ood_metrics(id_scores, ood_scores, ood_positive)
         rows.append({"ood": name, "n_id": len(id_scores), "n_ood": len(ood_scores), **metrics})

@@ -133,7 +133,7 @@ class LeaveOutEnsemble:
                 )
             load_weights(model, path)
             model.requires_grad_(False)
-            members.append(model.to(device).eval())
+            members.append(model.to(device, memory_format=torch.channels_last).eval())
         norm = info["normalization"]
         calibration = None
         if (run_dir / "calibration.json").is_file():
@@ -206,13 +206,24 @@ class LeaveOutEnsemble:
         self, member: nn.Module, x: torch.Tensor, temperature: float, gradient: str = "entropy"
     ) -> torch.Tensor:
         """sign(grad_x objective) / std for a normalised batch x: (B, 3, H, W)."""
+        _, (direction,) = self._directions(member, x, [temperature], gradient)
+        return direction
+
+    def _directions(
+        self, member: nn.Module, x: torch.Tensor, temperatures: Sequence[float], gradient: str
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits (B, C) of one forward pass, and the step direction for every T from it."""
         if gradient not in GRADIENTS:
             raise ConfigError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
         x = x.detach().requires_grad_(True)
+        directions = []
         with torch.enable_grad():
-            objective = _step_objective(member(x) / temperature, gradient)
-            (grad,) = torch.autograd.grad(objective, x)
-        return grad.sign() / self._std()
+            logits = member(x)
+            for i, t in enumerate(temperatures):
+                objective = _step_objective(logits / t, gradient)
+                (grad,) = torch.autograd.grad(objective, x, retain_graph=i < len(temperatures) - 1)
+                directions.append(grad.sign() / self._std())
+        return logits.detach(), directions
 
     @torch.no_grad()
     def member_scores_grid(
@@ -227,28 +238,26 @@ class LeaveOutEnsemble:
     ) -> np.ndarray:
         """Member scores s_i for every (T, eps): (len(T), len(eps), K, N) float64.
 
-        One forward+backward per (member, T) and one forward per (member, T, eps > 0).
-        members: score with these members only (K = len(members)).
+        Per member and batch: one forward pass, one backward per T (through the same graph)
+        and one forward per (T, eps > 0). members: score with these members only.
         """
         from tqdm.auto import tqdm
 
         chosen = [self.members[i] for i in (range(self.k) if members is None else members)]
+        stepped = any(e > 0 for e in epsilons)
         out = []
         n = len(x.images) if isinstance(x, ImageSet) else len(x)
         bar = tqdm(total=n, unit="img", desc="scoring", disable=not progress, leave=False)
         for batch in self.batches(x, batch_size):
             grid = np.empty((len(temperatures), len(epsilons), len(chosen), len(batch)))
             for m, member in enumerate(chosen):
-                logits = member(batch)
+                if stepped:
+                    logits, directions = self._directions(member, batch, temperatures, gradient)
+                else:
+                    logits, directions = member(batch), []
                 for ti, t in enumerate(temperatures):
-                    direction = None
                     for ei, eps in enumerate(epsilons):
-                        if eps == 0:
-                            scaled = logits / t
-                        else:
-                            if direction is None:
-                                direction = self.step_direction(member, batch, t, gradient)
-                            scaled = member(batch - eps * direction) / t
+                        scaled = (logits if eps == 0 else member(batch - eps * directions[ti])) / t
                         grid[ti, ei, m] = member_score(scaled).double().cpu().numpy()
             out.append(grid)
             bar.update(len(batch))

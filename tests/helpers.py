@@ -84,3 +84,25 @@ def write_image_files(folder: Path, images: np.ndarray, ext: str = ".png") -> li
         Image.fromarray(image).save(path)
         paths.append(path)
     return paths
+
+
+def float64_copies(ensemble) -> list:
+    """Independent float64 copies of an ensemble's members, in eval mode."""
+    nets = []
+    for member in ensemble.members:
+        net = type(member)(member.classifier.out_features).double().eval()
+        state = member.state_dict()
+        net.load_state_dict(
+            {k: v.double() if v.is_floating_point() else v for k, v in state.items()}
+        )
+        nets.append(net)
+    return nets
+
+
+def normalised_float64(ensemble, images: np.ndarray):
+    """(x, std): uint8 NHWC images normalised in float64 numpy, as torch tensors (N, 3, H, W)."""
+    import torch
+
+    mean = np.array(ensemble.normalization.mean)[None, :, None, None]
+    std = np.array(ensemble.normalization.std)[None, :, None, None]
+    return torch.tensor((images.transpose(0, 3, 1, 2) / 255.0 - mean) / std), torch.tensor(std)

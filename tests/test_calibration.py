@@ -99,7 +99,44 @@ def test_calibrate_command_left_out_and_named_set(setup, tmp_path, capsys):
     saved = json.loads((copy / "calibration.json").read_text())
     assert saved["source"].startswith("left-out") and len(saved["grid"]) == 30
     assert saved["temperature"] in PAPER_TEMPERATURES and saved["epsilon"] in PAPER_EPSILONS
-    assert main(["calibrate", str(copy), "--ood", "gaussian", "--criterion", "auroc", "--quiet"]) == 0
+    assert (
+        main(["calibrate", str(copy), "--ood", "gaussian", "--criterion", "auroc", "--quiet"]) == 0
+    )
     saved = json.loads((copy / "calibration.json").read_text())
     assert "gaussian" in saved["source"] and saved["criterion"] == "auroc"
     assert "chosen on" in capsys.readouterr().out
+
+
+def test_baseline_calibration_on_left_out_pairs(setup):
+    from leaveout.calibration import calibrate_baseline_left_out
+
+    ensemble, parts, _ = setup
+    settings, rows = calibrate_baseline_left_out("odin", ensemble, parts["val"], max_images=100)
+    assert set(settings) == {"temperature", "epsilon"} and len(rows) == 30
+    best = min(rows, key=lambda r: (r["FPR95"], -r["AUROC"]))
+    assert settings == {"temperature": best["temperature"], "epsilon": best["epsilon"]}
+    settings, rows = calibrate_baseline_left_out("energy", ensemble, parts["val"], max_images=100)
+    assert set(settings) == {"temperature"} and len(rows) == 5
+
+
+def test_left_out_calibration_of_the_msp_member_score(setup):
+    ensemble, parts, _ = setup
+    cal, rows = calibrate_left_out(
+        ensemble, parts["val"], (1.0, 10.0), (0.0,), max_images=100, score_kind="msp"
+    )
+    assert cal.epsilon == 0.0 and len(rows) == 2
+
+
+def test_calibrate_command_for_a_baseline_writes_both_runs(setup, tmp_path):
+    import shutil
+
+    from leaveout.cli import main
+
+    _, _, run_dir = setup
+    copy, other = tmp_path / "run", tmp_path / "other"
+    shutil.copytree(run_dir, copy)
+    other.mkdir()
+    assert main(["calibrate", str(copy), "--method", "msp", "--also", str(other), "--quiet"]) == 0
+    for folder in (copy, other):
+        saved = json.loads((folder / "calibration-msp.json").read_text())
+        assert saved["temperature"] in PAPER_TEMPERATURES and "left-out" in saved["source"]

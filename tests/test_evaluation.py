@@ -117,3 +117,27 @@ def test_evaluate_cli_prints_the_table(evaluated, capsys):
     assert main(["evaluate", str(run_dir), "--ood", "gaussian", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "| gaussian |" in out and "ID positive" in out
+
+
+@pytest.mark.parametrize("method", ["msp", "odin", "energy", "mahalanobis"])
+def test_every_baseline_evaluates_the_ensemble_members(evaluated, method):
+    run_dir, _ = evaluated
+    result = evaluate(run_dir, ["unseen"], method_name=method, progress=False, plots=False)
+    assert result["method"] == method
+    assert (run_dir / "eval" / method / "results.md").is_file()
+    row = result["rows"][0]
+    assert all(0 <= row[k] <= 100 for k in ("FPR95", "DetErr", "AUROC", "AUPR-In", "AUPR-Out"))
+    assert row["AUROC"] > 50  # held-out digits score lower than the trained ones
+
+
+def test_standard_run_takes_baselines_but_not_the_leaveout_score(tmp_path):
+    from leaveout import training
+    from leaveout.config import resolve
+
+    run_dir = tmp_path / "std"
+    cfg = resolve("digits", overrides=['train.mode="standard"', "train.epochs=2"])
+    training.train(cfg, run_dir, device="cpu", progress=False)
+    result = evaluate(run_dir, ["unseen"], method_name="energy", progress=False, plots=False)
+    assert result["id_accuracy"] > 50
+    with pytest.raises(ConfigError, match="standard run"):
+        evaluate(run_dir, ["unseen"], progress=False)

@@ -7,6 +7,8 @@ from leaveout.losses import entropy
 from leaveout.scoring import LeaveOutEnsemble, PytorchOODAdapter
 from leaveout.training import load_splits
 
+from .helpers import float64_copies, normalised_float64
+
 
 @pytest.fixture(scope="module")
 def ensemble(digits_run):
@@ -23,21 +25,15 @@ def images(digits_run):
 
 def reference_scores(ensemble, images, temperature, epsilon):
     """The score written out again in float64: a double copy of every member, numpy softmax."""
-    std = np.array(ensemble.normalization.std)[None, :, None, None]
-    mean = np.array(ensemble.normalization.mean)[None, :, None, None]
-    x = torch.tensor((images.transpose(0, 3, 1, 2) / 255.0 - mean) / std, dtype=torch.float64)
+    x, std = normalised_float64(ensemble, images)
     total = np.zeros(len(images))
-    for member in ensemble.members:
-        net = type(member)(member.classifier.out_features).double().eval()
-        net.load_state_dict(
-            {k: v.double() if v.is_floating_point() else v for k, v in member.state_dict().items()}
-        )
+    for net in float64_copies(ensemble):
         xi = x.clone().requires_grad_(True)
         logits = net(xi) / temperature
         p = torch.softmax(logits, 1)
         h = -(p * torch.log(p)).sum()
         h.backward()
-        stepped = (x - epsilon * torch.sign(xi.grad) / torch.tensor(std)).detach()
+        stepped = (x - epsilon * torch.sign(xi.grad) / std).detach()
         z = (net(stepped) / temperature).detach().numpy()
         z = z - z.max(1, keepdims=True)
         q = np.exp(z) / np.exp(z).sum(1, keepdims=True)

@@ -186,3 +186,24 @@ def fit_member_gaussians(
             fit_gaussian(member, ensemble, train.images[keep], labels[keep], num, batch_size)
         )
     return fits
+
+
+def score_baseline(
+    name: str,
+    ensemble: LeaveOutEnsemble,
+    x: ImageSet | np.ndarray | torch.Tensor,
+    settings: dict[str, float],
+    fits: Sequence[GaussianFit] | None = None,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """Dispatch to a baseline by name with its settings ("temperature", "epsilon"): (N,)."""
+    t, e = settings.get("temperature", 1.0), settings.get("epsilon", 0.0)
+    if name in ("msp", "energy"):
+        return logit_scores(ensemble, x, name, t, batch_size)
+    if name == "odin":
+        return odin_scores(ensemble, x, t, e, batch_size)
+    if name == "mahalanobis":
+        if fits is None:
+            raise ConfigError("mahalanobis needs the Gaussian fits of the members")
+        return mahalanobis_scores(ensemble, fits, x, e, batch_size)
+    raise ConfigError(f"unknown baseline {name!r}; known: msp, odin, energy, mahalanobis")

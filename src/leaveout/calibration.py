@@ -11,6 +11,7 @@ Each grid point costs one forward+backward per (member, T) and one forward per (
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import _io
+from .baselines import GaussianFit, score_baseline
 from .data import ImageSet
 from .errors import ConfigError, ShapeError
 from .metrics import auroc, detection_error, fpr_at_tpr
@@ -47,13 +49,7 @@ def _grid_rows(
 ) -> list[dict[str, float]]:
     """id/ood scores (T, E, N) -> one row of metrics (percent) per grid point."""
     return [
-        {
-            "T": t,
-            "eps": e,
-            "FPR95": 100 * fpr_at_tpr(id_scores[ti, ei], ood_scores[ti, ei]),
-            "DetErr": 100 * detection_error(id_scores[ti, ei], ood_scores[ti, ei]),
-            "AUROC": 100 * auroc(id_scores[ti, ei], ood_scores[ti, ei]),
-        }
+        {"T": t, "eps": e} | _metrics_row(id_scores[ti, ei], ood_scores[ti, ei])
         for ti, t in enumerate(temperatures)
         for ei, e in enumerate(epsilons)
     ]
@@ -81,6 +77,7 @@ def calibrate_left_out(
     max_images: int = 2000,
     batch_size: int = 256,
     progress: bool = False,
+    score_kind: str = "msp-entropy",
 ) -> tuple[Calibration, list[dict[str, float]]]:
     """Grid search on each member's own left-out classes; returns the choice and the grid.
 
@@ -107,6 +104,7 @@ def calibrate_left_out(
                 batch_size,
                 progress,
                 members=[m],
+                score_kind=score_kind,
             )
             sides.append(grid[:, :, 0])
         per_member.append(_grid_rows(sides[0], sides[1], temperatures, epsilons))
@@ -115,7 +113,10 @@ def calibrate_left_out(
         for i in range(len(per_member[0]))
     ]
     best = min(rows, key=lambda r: _rank_key(r, criterion))
-    id_scores = ensemble.score(validation, best["T"], best["eps"], gradient, batch_size)
+    id_grid = ensemble.member_scores_grid(
+        validation, [best["T"]], [best["eps"]], gradient, batch_size, score_kind=score_kind
+    )
+    id_scores = id_grid[0, 0].sum(axis=0)
     return Calibration(best["T"], best["eps"], threshold_keeping(id_scores), gradient), rows
 
 
@@ -146,6 +147,69 @@ def calibrate_on_pair(
     return Calibration(temperatures[ti], epsilons[ei], threshold, gradient), rows
 
 
+BASELINE_GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
+    "msp": {"temperature": PAPER_TEMPERATURES},
+    "energy": {"temperature": PAPER_TEMPERATURES},
+    "odin": {"temperature": PAPER_TEMPERATURES, "epsilon": PAPER_EPSILONS},
+    "mahalanobis": {"epsilon": PAPER_EPSILONS},
+}
+
+
+def calibrate_baseline_left_out(
+    name: str,
+    ensemble: LeaveOutEnsemble,
+    validation: ImageSet,
+    fits: Sequence[GaussianFit] | None = None,
+    criterion: str = "fpr95",
+    max_images: int = 1000,
+    batch_size: int = 256,
+) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """A baseline's settings chosen on the same pairs as the ensemble: each member's kept vs
+    left-out validation classes, scored by that member alone, averaged over members.
+
+    The chosen settings transfer to a standard classifier, which has no left-out classes.
+    """
+    _check(criterion, ensemble)
+    if ensemble.partition is None or validation.labels is None:
+        raise ConfigError(
+            "left-out calibration needs a leave-out ensemble and labelled validation images"
+        )
+    grid = BASELINE_GRIDS[name]
+    points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    per_member = []
+    for m in range(ensemble.k):
+        view = ensemble.member_view(m)
+        member_fits = None if fits is None else [fits[m]]
+        left_out = np.isin(validation.labels, ensemble.partition.left_out(m))
+        sides = []
+        for mask in (~left_out, left_out):
+            index = np.flatnonzero(mask)
+            index = index[_subsample(len(index), max_images, seed=m)]
+            images = validation.images[index]
+            sides.append(
+                [score_baseline(name, view, images, p, member_fits, batch_size) for p in points]
+            )
+        per_member.append([_metrics_row(i, o) for i, o in zip(*sides)])
+    rows = [
+        point
+        | {
+            key: float(np.mean([member[i][key] for member in per_member]))
+            for key in per_member[0][i]
+        }
+        for i, point in enumerate(points)
+    ]
+    best = min(rows, key=lambda r: _rank_key(r, criterion))
+    return {key: best[key] for key in grid}, rows
+
+
+def _metrics_row(id_scores: np.ndarray, ood_scores: np.ndarray) -> dict[str, float]:
+    return {
+        "FPR95": 100 * fpr_at_tpr(id_scores, ood_scores),
+        "DetErr": 100 * detection_error(id_scores, ood_scores),
+        "AUROC": 100 * auroc(id_scores, ood_scores),
+    }
+
+
 def _check(criterion: str, ensemble: LeaveOutEnsemble) -> None:
     if criterion not in CRITERIA:
         raise ConfigError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
@@ -174,3 +238,17 @@ def save_calibration(
 def read_calibration_record(run_dir: Path) -> dict[str, Any] | None:
     path = Path(run_dir) / "calibration.json"
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def save_baseline_calibration(
+    run_dir: Path,
+    name: str,
+    settings: dict[str, float],
+    rows: list[dict[str, float]],
+    source: str,
+    criterion: str,
+) -> Path:
+    """Write RUN_DIR/calibration-<name>.json (read by `evaluate --method NAME`)."""
+    path = Path(run_dir) / f"calibration-{name}.json"
+    _io.write_json(path, settings | {"criterion": criterion, "source": source, "grid": rows})
+    return path

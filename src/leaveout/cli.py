@@ -79,6 +79,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .training import load_splits
 
     ensemble = LeaveOutEnsemble.load(args.run_dir, args.device)
+    if args.method != "leaveout":
+        return _calibrate_baseline(args, ensemble)
     common = {
         "criterion": args.criterion,
         "gradient": args.gradient or "entropy",
@@ -104,6 +106,32 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate_baseline(args: argparse.Namespace, ensemble: object) -> int:
+    from .calibration import calibrate_baseline_left_out, save_baseline_calibration
+    from .evaluation import gaussian_fits, run_config
+    from .training import load_splits
+
+    if args.ood:
+        raise ConfigError("baselines are calibrated on the ensemble's left-out classes; drop --ood")
+    splits = load_splits(run_config(args.run_dir), args.data_root)
+    fits = None
+    if args.method == "mahalanobis":
+        fits = gaussian_fits(
+            ensemble, splits["train"], args.run_dir / "eval" / "cache", args.batch_size
+        )
+    settings, rows = calibrate_baseline_left_out(
+        args.method, ensemble, splits["val"], fits, args.criterion, batch_size=args.batch_size
+    )
+    source = f"left-out classes of {args.run_dir} (validation split)"
+    print(text_table(rows, [*settings, "FPR95", "DetErr", "AUROC"]))
+    for run_dir in [args.run_dir, *args.also]:
+        path = save_baseline_calibration(
+            run_dir, args.method, settings, rows, source, args.criterion
+        )
+        print(f"{args.method}: {settings}; saved to {path}")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate, results_markdown
 
@@ -111,6 +139,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.run_dir,
         args.ood,
         data_root=args.data_root,
+        method_name=args.method,
         temperature=args.temperature,
         epsilon=args.epsilon,
         gradient=args.gradient,
@@ -120,7 +149,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     print(results_markdown(result))
-    print(f"written to {Path(args.run_dir) / 'eval'}")
+    folder = Path(args.run_dir) / "eval"
+    print(f"written to {folder if args.method == 'leaveout' else folder / args.method}")
     return 0
 
 
@@ -218,6 +248,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--ood", help="validate against this OOD set's tuning part (default: left-out classes)"
     )
     p.add_argument("--criterion", default="fpr95", choices=["fpr95", "auroc", "deterr"])
+    p.add_argument(
+        "--method",
+        default="leaveout",
+        choices=["leaveout", "msp", "odin", "energy", "mahalanobis"],
+        help="calibrate a baseline instead (on the members' left-out classes)",
+    )
+    p.add_argument(
+        "--also",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="write a baseline's chosen settings into these runs too (e.g. a standard run)",
+    )
     _add_scoring_options(p)
     p.set_defaults(func=cmd_calibrate)
 
@@ -228,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=["tiny_imagenet_crop", "tiny_imagenet_resize", "uniform", "gaussian"],
         help="OOD sets: names, paths, or 'unseen' (the run's held-out classes)",
+    )
+    p.add_argument(
+        "--method",
+        default="leaveout",
+        choices=["leaveout", "msp", "odin", "energy", "mahalanobis"],
+        help="the ensemble's score, or a baseline (summed over the run's members)",
     )
     p.add_argument("--temperature", type=float, help="override the calibrated T")
     p.add_argument("--epsilon", type=float, help="override the calibrated eps (pixel units)")

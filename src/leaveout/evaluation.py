@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import _io
+from .baselines import METHODS, GaussianFit, fit_member_gaussians, score_baseline
 from .calibration import calibrate_left_out, save_calibration
 from .config import RunConfig, read_toml
 from .data import ImageSet, Split, odin_split
@@ -116,6 +117,94 @@ def leaveout_method(
     )
 
 
+BASELINE_DEFAULTS: dict[str, dict[str, float]] = {
+    "msp": {"temperature": 1.0},
+    "energy": {"temperature": 1.0},
+    "odin": {"temperature": 1000.0, "epsilon": 0.0014},  # ODIN's CIFAR-10 DenseNet values
+    "mahalanobis": {"epsilon": 0.0},
+}
+
+
+def baseline_settings(
+    name: str, run_dir: Path, temperature: float | None, epsilon: float | None
+) -> dict[str, float]:
+    """Defaults, then RUN_DIR/calibration-<name>.json if present, then explicit values."""
+    import json
+
+    settings = dict(BASELINE_DEFAULTS[name])
+    saved = run_dir / f"calibration-{name}.json"
+    if saved.is_file():
+        record = json.loads(saved.read_text())
+        settings |= {k: float(record[k]) for k in settings if k in record}
+    for key, value in (("temperature", temperature), ("epsilon", epsilon)):
+        if value is not None:
+            if key not in settings:
+                raise ConfigError(f"method {name} has no {key}")
+            settings[key] = float(value)
+    return settings
+
+
+def gaussian_fits(
+    ensemble: LeaveOutEnsemble, train: ImageSet, cache_dir: Path, batch_size: int
+) -> list[GaussianFit]:
+    """Mahalanobis class means and precision per member, fitted once and cached."""
+    from safetensors.torch import load_file, save
+
+    path = cache_dir / f"gaussians-{fingerprint(train.images)}.safetensors"
+    if path.is_file():
+        tensors = load_file(path)
+        return [
+            GaussianFit(
+                tensors[f"means.{m}"].to(ensemble.device),
+                tensors[f"precision.{m}"].to(ensemble.device),
+            )
+            for m in range(ensemble.k)
+        ]
+    fits = fit_member_gaussians(ensemble, train, batch_size)
+    tensors = {}
+    for m, fit in enumerate(fits):
+        tensors[f"means.{m}"] = fit.means.cpu().contiguous()
+        tensors[f"precision.{m}"] = fit.precision.cpu().contiguous()
+    _io.write_bytes(path, save(tensors))
+    return fits
+
+
+def make_method(
+    name: str,
+    ensemble: LeaveOutEnsemble,
+    splits: dict[str, ImageSet],
+    run_dir: Path,
+    temperature: float | None = None,
+    epsilon: float | None = None,
+    gradient: str | None = None,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> Method:
+    """The scorer of `name` (leaveout, msp, odin, energy, mahalanobis) with its settings."""
+    if name not in METHODS:
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}; got {name!r}")
+    if name == "leaveout":
+        if ensemble.partition is None:
+            raise ConfigError(
+                f"{run_dir} is a standard run: use --method msp, odin, energy or mahalanobis"
+            )
+        if temperature is None and epsilon is None:
+            ensure_calibration(ensemble, run_dir, splits["val"], batch_size, progress)
+        t, e = ensemble._settings(temperature, epsilon)
+        grad = gradient or (ensemble.calibration.gradient if ensemble.calibration else "entropy")
+        return leaveout_method(ensemble, t, e, grad, batch_size, progress)
+    settings = baseline_settings(name, run_dir, temperature, epsilon)
+    fits = None
+    if name == "mahalanobis":
+        fits = gaussian_fits(ensemble, splits["train"], run_dir / "eval" / "cache", batch_size)
+
+    def scorer(data: ImageSet) -> np.ndarray:
+        return score_baseline(name, ensemble, data, settings, fits, batch_size)
+
+    key = name + "".join(f"-{k[0].upper()}{v:g}" for k, v in settings.items())
+    return Method(name, key, scorer, settings)
+
+
 def ensure_calibration(
     ensemble: LeaveOutEnsemble,
     run_dir: Path,
@@ -137,6 +226,7 @@ def evaluate(
     run_dir: str | Path,
     ood_names: Sequence[str],
     data_root: str | Path | None = None,
+    method_name: str = "leaveout",
     temperature: float | None = None,
     epsilon: float | None = None,
     gradient: str | None = None,
@@ -146,7 +236,8 @@ def evaluate(
     progress: bool = True,
     plots: bool = True,
 ) -> dict[str, Any]:
-    """Score the ID test reporting part and every OOD set; write RUN_DIR/eval/ reports.
+    """Score the ID test reporting part and every OOD set; write RUN_DIR/eval/ reports
+    (RUN_DIR/eval/<method>/ for the baselines).
 
     Returns {"method", "settings", "id_accuracy", "convention", "rows": [per-OOD metrics]}.
     """
@@ -154,12 +245,11 @@ def evaluate(
     started = time.time()
     ensemble = LeaveOutEnsemble.load(run_dir, device)
     splits = load_splits(run_config(run_dir), data_root)
-    if temperature is None and epsilon is None:
-        ensure_calibration(ensemble, run_dir, splits["val"], batch_size, progress)
-    t, e = ensemble._settings(temperature, epsilon)
-    grad = gradient or (ensemble.calibration.gradient if ensemble.calibration else "entropy")
-    method = leaveout_method(ensemble, t, e, grad, batch_size, progress)
-    out_dir, cache = run_dir / "eval", run_dir / "eval" / "cache"
+    method = make_method(
+        method_name, ensemble, splits, run_dir, temperature, epsilon, gradient, batch_size, progress
+    )
+    cache = run_dir / "eval" / "cache"
+    out_dir = run_dir / "eval" if method_name == "leaveout" else run_dir / "eval" / method_name
 
     id_report = id_test_parts(splits)["report"]
     id_scores = cached_scores(cache, "id-test", method.key, id_report, method.scorer)

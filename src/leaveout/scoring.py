@@ -52,9 +52,14 @@ class Calibration:
             raise CorruptFileError(f"{path}: not a calibration file ({exc})") from exc
 
 
-def member_score(logits: torch.Tensor) -> torch.Tensor:
-    """max softmax - entropy of (already temperature-scaled) logits (B, C) -> (B,)."""
-    return F.softmax(logits.float(), dim=1).amax(dim=1) - entropy(logits)
+MEMBER_SCORES = ("msp-entropy", "msp")
+
+
+def member_score(logits: torch.Tensor, kind: str = "msp-entropy") -> torch.Tensor:
+    """max softmax - entropy (the paper) or max softmax alone ("msp", for the ablation) of
+    already temperature-scaled logits (B, C) -> (B,)."""
+    top = F.softmax(logits.float(), dim=1).amax(dim=1)
+    return top if kind == "msp" else top - entropy(logits)
 
 
 def _step_objective(logits: torch.Tensor, gradient: str) -> torch.Tensor:
@@ -102,7 +107,7 @@ class LeaveOutEnsemble:
 
         which: "best" (the selected epoch) or "last". Nothing is unpickled.
         """
-        from .training import build_member_model, load_weights, member_dir
+        from .training import build_network, load_weights, member_dir
 
         run_dir = Path(run_dir)
         for name in ("config.toml", "run.json"):
@@ -125,7 +130,7 @@ class LeaveOutEnsemble:
         members = []
         for i in range(info["members"]):
             num = len(classes) if partition is None else partition.member_num_classes(i)
-            model = build_member_model(cfg, num, i)
+            model = build_network(cfg, num)  # weights are loaded next: no seeding needed
             path = member_dir(run_dir, i) / f"{which}.safetensors"
             if not path.is_file():
                 raise DatasetNotFoundError(
@@ -152,6 +157,19 @@ class LeaveOutEnsemble:
     @property
     def k(self) -> int:
         return len(self.members)
+
+    def member_view(self, member: int) -> LeaveOutEnsemble:
+        """An ensemble of member `member` alone (for per-member scores; no class mapping)."""
+        return LeaveOutEnsemble(
+            [self.members[member]],
+            self.classes,
+            self.normalization,
+            None,
+            self.image_size,
+            self.calibration,
+            self.device,
+            self.run_dir,
+        )
 
     # --- inputs ---
 
@@ -235,12 +253,16 @@ class LeaveOutEnsemble:
         batch_size: int = 256,
         progress: bool = False,
         members: Sequence[int] | None = None,
+        score_kind: str = "msp-entropy",
     ) -> np.ndarray:
         """Member scores s_i for every (T, eps): (len(T), len(eps), K, N) float64.
 
         Per member and batch: one forward pass, one backward per T (through the same graph)
         and one forward per (T, eps > 0). members: score with these members only.
+        score_kind: the member score, "msp-entropy" (the paper) or "msp".
         """
+        if score_kind not in MEMBER_SCORES:
+            raise ConfigError(f"score_kind must be one of {MEMBER_SCORES}, got {score_kind!r}")
         from tqdm.auto import tqdm
 
         chosen = [self.members[i] for i in (range(self.k) if members is None else members)]
@@ -258,7 +280,7 @@ class LeaveOutEnsemble:
                 for ti, t in enumerate(temperatures):
                     for ei, eps in enumerate(epsilons):
                         scaled = (logits if eps == 0 else member(batch - eps * directions[ti])) / t
-                        grid[ti, ei, m] = member_score(scaled).double().cpu().numpy()
+                        grid[ti, ei, m] = member_score(scaled, score_kind).double().cpu().numpy()
             out.append(grid)
             bar.update(len(batch))
         bar.close()

@@ -424,10 +424,15 @@ def _model_kwargs(cfg: RunConfig) -> dict[str, Any]:
     return {} if cfg.model.dropout is None else {"dropout": cfg.model.dropout}
 
 
+def build_network(cfg: RunConfig, num_classes: int) -> nn.Module:
+    """The configured network with `num_classes` outputs (random weights from torch's RNG)."""
+    return create_model(cfg.model.name, num_classes, 3, **_model_kwargs(cfg))
+
+
 def build_member_model(cfg: RunConfig, num_classes: int, member: int) -> nn.Module:
     """The member's network, initialised from a seed derived from (train.seed, member)."""
     torch.manual_seed(derive_seed(cfg.train.seed, member, 7))
-    return create_model(cfg.model.name, num_classes, 3, **_model_kwargs(cfg))
+    return build_network(cfg, num_classes)
 
 
 def make_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.SGD:

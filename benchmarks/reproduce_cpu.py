@@ -140,6 +140,7 @@ def write_results(
     members, train_seconds = member_table(ens_dir)
     std_state = json.loads((training.member_dir(std_dir, 0) / "state.json").read_text())
     cal = read_calibration_record(ens_dir) or {}
+    oods = [r["ood"] for r in results["leaveout"]["rows"]]
     baseline_settings = {
         name: {
             k: v
@@ -168,6 +169,20 @@ def write_results(
         "the ensemble's members one at a time, then applied to the standard classifier: "
         + "; ".join(f"{n} {s}" for n, s in baseline_settings.items())
         + ".",
+        "",
+        "The same, step by step with the command-line tool:",
+        "",
+        "```bash",
+        "leaveout train --preset cpu-cifar10 --data-root ../shared/data --out runs/cpu-cifar10",
+        "leaveout train --preset cpu-cifar10 --mode standard --data-root ../shared/data "
+        "--out runs/cpu-cifar10-standard",
+        "leaveout calibrate runs/cpu-cifar10 --data-root ../shared/data",
+        "for m in msp odin energy mahalanobis; do leaveout calibrate runs/cpu-cifar10 --method $m "
+        "--also runs/cpu-cifar10-standard --data-root ../shared/data; done",
+        "leaveout evaluate runs/cpu-cifar10 --data-root ../shared/data --ood " + " ".join(oods),
+        "for m in msp odin energy mahalanobis; do leaveout evaluate runs/cpu-cifar10-standard "
+        "--method $m --data-root ../shared/data --ood " + " ".join(oods) + "; done",
+        "```",
         "",
         "## ID accuracy (test reporting part, 9,000 images)",
         "",

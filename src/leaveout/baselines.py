@@ -25,6 +25,13 @@ from .errors import ConfigError, ShapeError
 from .scoring import LeaveOutEnsemble
 
 METHODS = ("leaveout", "msp", "odin", "energy", "mahalanobis")
+# the settings each baseline takes
+BASELINE_SETTINGS = {
+    "msp": ("temperature",),
+    "odin": ("temperature", "epsilon"),
+    "energy": ("temperature",),
+    "mahalanobis": ("epsilon",),
+}
 
 
 def msp(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -35,44 +42,6 @@ def msp(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
 def energy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Negative free energy T * logsumexp(z / T): (N, C) -> (N,)."""
     return temperature * torch.logsumexp(logits.double() / temperature, dim=1)
-
-
-@torch.no_grad()
-def logit_scores(
-    ensemble: LeaveOutEnsemble,
-    x: ImageSet | np.ndarray | torch.Tensor,
-    kind: str,
-    temperature: float = 1.0,
-    batch_size: int = 256,
-) -> np.ndarray:
-    """msp or energy of unperturbed inputs, summed over members: (N,)."""
-    fn = {"msp": msp, "energy": energy}[kind]
-    out = []
-    for batch in ensemble.batches(x, batch_size):
-        out.append(sum(fn(member(batch), temperature) for member in ensemble.members).cpu().numpy())
-    return np.concatenate(out)
-
-
-@torch.no_grad()
-def odin_scores(
-    ensemble: LeaveOutEnsemble,
-    x: ImageSet | np.ndarray | torch.Tensor,
-    temperature: float,
-    epsilon: float,
-    batch_size: int = 256,
-) -> np.ndarray:
-    """ODIN's score, summed over members: (N,). eps in [0, 1] pixel units."""
-    out = []
-    for batch in ensemble.batches(x, batch_size):
-        total = torch.zeros(len(batch), dtype=torch.float64, device=batch.device)
-        for member in ensemble.members:
-            if epsilon > 0:
-                _, (direction,) = ensemble._directions(member, batch, [temperature], "odin")
-                total += msp(member(batch - epsilon * direction), temperature)
-            else:
-                total += msp(member(batch), temperature)
-        out.append(total.cpu().numpy())
-    return np.concatenate(out)
 
 
 # --- Mahalanobis -----------------------------------------------------------------------------------
@@ -134,36 +103,6 @@ def fit_gaussian(
     return GaussianFit(means.to(device), precision.to(device))
 
 
-def mahalanobis_scores(
-    ensemble: LeaveOutEnsemble,
-    fits: Sequence[GaussianFit],
-    x: ImageSet | np.ndarray | torch.Tensor,
-    epsilon: float = 0.0,
-    batch_size: int = 256,
-) -> np.ndarray:
-    """-min_c distance, summed over members: (N,). With eps > 0 the input first takes a step
-    of eps (pixel units) against the gradient of that minimum distance."""
-    if len(fits) != ensemble.k:
-        raise ShapeError(f"{len(fits)} Gaussian fits for {ensemble.k} members")
-    std = ensemble._std()
-    out = []
-    for batch in ensemble.batches(x, batch_size):
-        total = torch.zeros(len(batch), dtype=torch.float64, device=batch.device)
-        for member, fit in zip(ensemble.members, fits):
-            if epsilon > 0:
-                xg = batch.detach().requires_grad_(True)
-                with torch.enable_grad():
-                    closest = fit.distances(member.forward_features(xg)).amin(1).sum()
-                    (grad,) = torch.autograd.grad(closest, xg)
-                batch_in = batch - epsilon * grad.sign() / std
-            else:
-                batch_in = batch
-            with torch.no_grad():
-                total -= fit.distances(member.forward_features(batch_in)).amin(1)
-        out.append(total.cpu().numpy())
-    return np.concatenate(out)
-
-
 def fit_member_gaussians(
     ensemble: LeaveOutEnsemble, train: ImageSet, batch_size: int = 256, max_per_class: int = 0
 ) -> list[GaussianFit]:
@@ -188,6 +127,82 @@ def fit_member_gaussians(
     return fits
 
 
+def baseline_grid(
+    name: str,
+    ensemble: LeaveOutEnsemble,
+    x: ImageSet | np.ndarray | torch.Tensor,
+    points: Sequence[dict[str, float]],
+    fits: Sequence[GaussianFit] | None = None,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """Scores of baseline `name` at every settings point ({"temperature", "epsilon"}): (P, N),
+    summed over members. Per member and batch: one forward pass, one backward per distinct T
+    (ODIN) or one backward (Mahalanobis) when some eps > 0, and one forward per (T, eps > 0)."""
+    if name not in BASELINE_SETTINGS:
+        raise ConfigError(f"unknown baseline {name!r}; known: {', '.join(BASELINE_SETTINGS)}")
+    if name == "mahalanobis" and (fits is None or len(fits) != ensemble.k):
+        raise ShapeError(f"mahalanobis needs one Gaussian fit per member ({ensemble.k})")
+    temps = sorted({p.get("temperature", 1.0) for p in points})
+    out = []
+    for batch in ensemble.batches(x, batch_size):
+        total = torch.zeros(len(points), len(batch), dtype=torch.float64, device=batch.device)
+        for m, member in enumerate(ensemble.members):
+            if name == "mahalanobis":
+                assert fits is not None
+                total += _mahalanobis_points(member, fits[m], batch, points, ensemble._std())
+            else:
+                total += _logit_points(name, ensemble, member, batch, points, temps)
+        out.append(total.cpu().numpy())
+    return np.concatenate(out, axis=1)
+
+
+def _logit_points(
+    name: str,
+    ensemble: LeaveOutEnsemble,
+    member: nn.Module,
+    batch: torch.Tensor,
+    points: Sequence[dict[str, float]],
+    temps: list[float],
+) -> torch.Tensor:
+    fn = energy if name == "energy" else msp
+    stepped = name == "odin" and any(p.get("epsilon", 0.0) > 0 for p in points)
+    if stepped:
+        logits, directions = ensemble._directions(member, batch, temps, "odin")
+    else:
+        with torch.no_grad():
+            logits, directions = member(batch), []
+    rows = []
+    with torch.no_grad():
+        for p in points:
+            t, e = p.get("temperature", 1.0), p.get("epsilon", 0.0)
+            z = logits if e == 0 else member(batch - e * directions[temps.index(t)])
+            rows.append(fn(z, t))
+    return torch.stack(rows)
+
+
+def _mahalanobis_points(
+    member: nn.Module,
+    fit: GaussianFit,
+    batch: torch.Tensor,
+    points: Sequence[dict[str, float]],
+    std: torch.Tensor,
+) -> torch.Tensor:
+    direction = None
+    if any(p.get("epsilon", 0.0) > 0 for p in points):
+        xg = batch.detach().requires_grad_(True)
+        with torch.enable_grad():
+            closest = fit.distances(member.forward_features(xg)).amin(1).sum()
+            (grad,) = torch.autograd.grad(closest, xg)
+        direction = grad.sign() / std
+    rows = []
+    with torch.no_grad():
+        for p in points:
+            e = p.get("epsilon", 0.0)
+            x = batch if e == 0 or direction is None else batch - e * direction
+            rows.append(-fit.distances(member.forward_features(x)).amin(1))
+    return torch.stack(rows)
+
+
 def score_baseline(
     name: str,
     ensemble: LeaveOutEnsemble,
@@ -196,14 +211,40 @@ def score_baseline(
     fits: Sequence[GaussianFit] | None = None,
     batch_size: int = 256,
 ) -> np.ndarray:
-    """Dispatch to a baseline by name with its settings ("temperature", "epsilon"): (N,)."""
-    t, e = settings.get("temperature", 1.0), settings.get("epsilon", 0.0)
-    if name in ("msp", "energy"):
-        return logit_scores(ensemble, x, name, t, batch_size)
-    if name == "odin":
-        return odin_scores(ensemble, x, t, e, batch_size)
-    if name == "mahalanobis":
-        if fits is None:
-            raise ConfigError("mahalanobis needs the Gaussian fits of the members")
-        return mahalanobis_scores(ensemble, fits, x, e, batch_size)
-    raise ConfigError(f"unknown baseline {name!r}; known: msp, odin, energy, mahalanobis")
+    """Baseline `name` at one settings point: (N,), higher = more in-distribution."""
+    return baseline_grid(name, ensemble, x, [settings], fits, batch_size)[0]
+
+
+def logit_scores(
+    ensemble: LeaveOutEnsemble,
+    x: ImageSet | np.ndarray | torch.Tensor,
+    kind: str,
+    temperature: float = 1.0,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """msp or energy of unperturbed inputs, summed over members: (N,)."""
+    return score_baseline(kind, ensemble, x, {"temperature": temperature}, None, batch_size)
+
+
+def odin_scores(
+    ensemble: LeaveOutEnsemble,
+    x: ImageSet | np.ndarray | torch.Tensor,
+    temperature: float,
+    epsilon: float,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """ODIN's score, summed over members: (N,). eps in [0, 1] pixel units."""
+    settings = {"temperature": temperature, "epsilon": epsilon}
+    return score_baseline("odin", ensemble, x, settings, None, batch_size)
+
+
+def mahalanobis_scores(
+    ensemble: LeaveOutEnsemble,
+    fits: Sequence[GaussianFit],
+    x: ImageSet | np.ndarray | torch.Tensor,
+    epsilon: float = 0.0,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """-min_c distance, summed over members: (N,); with eps > 0 the input first takes a step of
+    eps (pixel units) against the gradient of that minimum distance."""
+    return score_baseline("mahalanobis", ensemble, x, {"epsilon": epsilon}, fits, batch_size)

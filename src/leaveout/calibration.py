@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import _io
-from .baselines import GaussianFit, score_baseline
+from .baselines import GaussianFit, baseline_grid
 from .data import ImageSet
 from .errors import ConfigError, ShapeError
 from .metrics import auroc, detection_error, fpr_at_tpr
@@ -186,9 +186,7 @@ def calibrate_baseline_left_out(
             index = np.flatnonzero(mask)
             index = index[_subsample(len(index), max_images, seed=m)]
             images = validation.images[index]
-            sides.append(
-                [score_baseline(name, view, images, p, member_fits, batch_size) for p in points]
-            )
+            sides.append(baseline_grid(name, view, images, points, member_fits, batch_size))
         per_member.append([_metrics_row(i, o) for i, o in zip(*sides)])
     rows = [
         point

@@ -24,7 +24,7 @@ from leaveout.calibration import PAPER_EPSILONS, PAPER_TEMPERATURES, calibrate_l
 from leaveout.config import resolve
 from leaveout.evaluation import cached_scores, id_test_parts, ood_parts, run_config
 from leaveout.metrics import ood_metrics
-from leaveout.reports import markdown_table
+from leaveout.reports import markdown_table, replace_section
 from leaveout.scoring import LeaveOutEnsemble
 
 OOD = ("tiny_imagenet_crop", "tiny_imagenet_resize", "uniform", "gaussian")
@@ -125,6 +125,10 @@ def main() -> None:
         ]
     )
     args.out.write_text(text)
+    results = Path("docs/results.md")
+    if results.is_file():  # the ablation is also a section of the results page
+        section = "## Ablation\n\n" + text.split("\n", 2)[2]
+        results.write_text(replace_section(results.read_text(), "ablation", section))
     print(text)
 
 

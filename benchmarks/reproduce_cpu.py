@@ -33,7 +33,7 @@ from leaveout.config import load_preset, resolve
 from leaveout.datasets import catalog
 from leaveout.evaluation import evaluate, gaussian_fits, run_config
 from leaveout.metrics import METRIC_NAMES
-from leaveout.reports import markdown_table
+from leaveout.reports import markdown_table, read_section, replace_section
 from leaveout.scoring import LeaveOutEnsemble
 
 BASELINES = ("msp", "odin", "energy", "mahalanobis")
@@ -238,7 +238,11 @@ def write_results(
         "across the two settings.",
         "",
     ]
-    path.write_text("\n".join(lines))
+    text = "\n".join(lines)
+    ablation = read_section(path.read_text(), "ablation") if path.is_file() else None
+    if ablation:  # written by benchmarks/ablation.py: keep it
+        text = replace_section(text, "ablation", ablation)
+    path.write_text(text)
 
 
 def main() -> None:

@@ -97,3 +97,19 @@ def plot_roc(
     ax.legend(loc="lower right", fontsize=8)
     _save_figure(fig, path)
     plt.close(fig)
+
+
+def replace_section(text: str, name: str, body: str) -> str:
+    """Put `body` between <!-- name:start --> and <!-- name:end --> in `text` (appended if absent)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{body.strip()}\n{end}"
+    if start in text and end in text:
+        return text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+    return text.rstrip() + "\n\n" + block + "\n"
+
+
+def read_section(text: str, name: str) -> str | None:
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start in text and end in text:
+        return text[text.index(start) + len(start) : text.index(end)].strip()
+    return None

@@ -206,3 +206,34 @@ def test_sigkill_and_rerun_gives_bit_identical_weights(tmp_path):
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k]) for k in a), f"member {member} differs"
     assert np.isfinite([r["val_acc"] for r in tr.read_metrics(killed)]).all()
+
+
+def test_training_on_an_image_folder(tmp_path):
+    from .helpers import smooth_images, write_image_files
+
+    for c in range(3):
+        images = smooth_images(24, size=20)
+        images[:, :, :, c] = 255  # a colour per class
+        write_image_files(tmp_path / "data" / f"class_{c}", images)
+    cfg = resolve(
+        "digits",
+        overrides=[
+            f'data.dataset="{tmp_path / "data"}"',
+            "data.id_classes=[0, 1, 2]",
+            "train.k=3",
+            "train.epochs=1",
+        ],
+    )
+    (summary, *_) = tr.train(cfg, tmp_path / "run", device="cpu", progress=False)
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["classes"] == ["class_0", "class_1", "class_2"] and info["image_size"] == [32, 32]
+    assert summary["status"] == "done"
+    flat = tmp_path / "flat"
+    write_image_files(flat, smooth_images(4))
+    with pytest.raises(ConfigError, match="no labels"):
+        tr.train(
+            resolve("digits", overrides=[f'data.dataset="{flat}"']),
+            tmp_path / "r2",
+            device="cpu",
+            progress=False,
+        )

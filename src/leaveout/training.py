@@ -64,7 +64,10 @@ def load_splits(cfg: RunConfig, data_root: str | Path | None) -> dict[str, Image
         test = load_dataset(d.dataset, "test", data_root)
     else:
         whole = load_dataset(d.dataset, root=data_root)
-        assert whole.labels is not None
+        if whole.labels is None:
+            raise ConfigError(
+                f"data.dataset {d.dataset!r} has no labels: training needs one sub-folder per class"
+            )
         parts = stratified_split(whole.labels, d.test_fraction, seed, ("train", "test")).apply(
             whole
         )

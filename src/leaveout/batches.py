@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .distributed import ALONE, World, shard
+
 # ODIN's CIFAR normalisation, in [0, 1] pixel units (method.md section 3).
 CIFAR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
 CIFAR_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
@@ -71,16 +73,22 @@ class Augment:
     padding: int = 4
     hflip: bool = True
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        b = images.shape[0]
+    def draw(self, b: int, generator: torch.Generator) -> torch.Tensor:
+        """Random parameters for `b` images: (b, 3) int64 rows of (top, left, flip)."""
         top, left = torch.randint(0, 2 * self.padding + 1, (2, b), generator=generator)
-        flip = (
-            torch.rand(b, generator=generator) < 0.5
-            if self.hflip
-            else torch.zeros(b, dtype=torch.bool)
-        )
-        device = images.device
-        return crop_and_flip(images, top.to(device), left.to(device), flip.to(device), self.padding)
+        if self.hflip:
+            flip = torch.rand(b, generator=generator) < 0.5
+        else:
+            flip = torch.zeros(b, dtype=torch.bool)
+        return torch.stack([top, left, flip.long()], dim=1)
+
+    def apply(self, images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """Crop and flip (B, H, W, C) images with parameters (B, 3) from `draw`."""
+        p = params.to(images.device)
+        return crop_and_flip(images, p[:, 0], p[:, 1], p[:, 2].bool(), self.padding)
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self.apply(images, self.draw(images.shape[0], generator))
 
 
 class BatchStream:
@@ -101,6 +109,7 @@ class BatchStream:
         seed: int = 0,
         shuffle: bool = True,
         drop_last: bool = True,
+        world: World = ALONE,
     ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(
@@ -112,6 +121,7 @@ class BatchStream:
         self.batch_size = batch_size
         self.normalization, self.augment = normalization, augment
         self.seed, self.shuffle, self.drop_last = seed, shuffle, drop_last
+        self.world = world  # under torchrun: batches are global, each process takes its shard
 
     def __len__(self) -> int:
         n = len(self.images)
@@ -132,13 +142,10 @@ class BatchStream:
         gen = torch.Generator().manual_seed(derive_seed(self.seed, epoch, 1))
         for step in range(len(self)):
             index = order[step * self.batch_size : (step + 1) * self.batch_size]
-            yield self.batch(index, gen), None if self.labels is None else self.labels[index]
-
-    def batch(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        images = self.images[index]
-        if self.augment is not None:
-            images = self.augment(images, generator)
-        return self.normalization(images)
+            params = None if self.augment is None else self.augment.draw(len(index), gen)
+            index = shard(index, self.world)
+            x = _gather(self.images, index, self.augment, params, self.world, self.normalization)
+            yield x, None if self.labels is None else self.labels[index]
 
 
 class CycledStream:
@@ -155,11 +162,13 @@ class CycledStream:
         normalization: Normalization,
         augment: Augment | None = None,
         seed: int = 0,
+        world: World = ALONE,
     ) -> None:
         if len(images) == 0:
             raise ValueError("cannot cycle over an empty set")
         self.images, self.batch_size = images, batch_size
         self.normalization, self.augment, self.seed = normalization, augment, seed
+        self.world = world
         self._cycle: tuple[int, torch.Tensor] | None = None
 
     def _permutation(self, cycle: int) -> torch.Tensor:
@@ -181,11 +190,27 @@ class CycledStream:
 
     def batch(self, draw: int) -> torch.Tensor:
         index = self.indices(draw).to(self.images.device)
-        images = self.images[index]
+        params = None
         if self.augment is not None:
             gen = torch.Generator().manual_seed(derive_seed(self.seed, draw, 3))
-            images = self.augment(images, gen)
-        return self.normalization(images)
+            params = self.augment.draw(len(index), gen)
+        index = shard(index, self.world)
+        return _gather(self.images, index, self.augment, params, self.world, self.normalization)
+
+
+def _gather(
+    images: torch.Tensor,
+    index: torch.Tensor,
+    augment: Augment | None,
+    params: torch.Tensor | None,
+    world: World,
+    normalization: Normalization,
+) -> torch.Tensor:
+    """The images at `index`, augmented with this process's share of the global `params`."""
+    batch = images[index]
+    if augment is not None and params is not None:
+        batch = augment.apply(batch, shard(params, world))
+    return normalization(batch)
 
 
 class PairedStream:

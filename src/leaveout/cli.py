@@ -72,6 +72,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from .training import run_status
+
+    rows = run_status(args.run_dir)
+    print(
+        text_table(rows, ["member", "status", "epoch", "val acc %", "val AUROC %", "last update"])
+    )
+    return 0
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibration import calibrate_left_out, calibrate_on_pair, save_calibration
     from .evaluation import id_test_parts, ood_parts, run_config
@@ -241,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_data_root(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("status", help="per member: done, training, stopped, failed or missing")
+    p.add_argument("run_dir", type=Path)
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("calibrate", help="choose T and eps on validation data (saved in the run)")
     p.add_argument("run_dir", type=Path)

@@ -73,6 +73,7 @@ class TrainSettings:
     amp: str = "none"  # none, bf16 (CPU or CUDA) or fp16 (CUDA, with loss scaling)
     channels_last: bool = True
     eval_batch_size: int = 500
+    sync_batchnorm: bool = False  # under torchrun on CUDA: BatchNorm statistics over all processes
 
 
 @dataclass

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,11 +33,12 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
-from . import _io
+from . import _io, distributed
 from .batches import Augment, BatchStream, CycledStream, Normalization, PairedStream, derive_seed
 from .config import OptimSettings, RunConfig, differences, read_toml
 from .data import ImageSet, Split, stratified_split
 from .datasets import DATASETS, load_dataset
+from .distributed import ALONE, World, barrier, check_batch, file_lock, sum_across, this_host
 from .errors import ConfigError, CorruptFileError, TrainingDivergedError
 from .losses import entropy, margin_entropy_loss
 from .metrics import auroc
@@ -450,16 +452,27 @@ def make_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.SGD:
 
 
 def make_stream(
-    cfg: RunConfig, data: MemberData, norm: Normalization, member: int
+    cfg: RunConfig, data: MemberData, norm: Normalization, member: int, world: World = ALONE
 ) -> PairedStream | BatchStream:
+    """The member's batches; under torchrun each process gets its shard of every global batch."""
     augment = Augment(cfg.data.padding, cfg.data.hflip)
     seed = derive_seed(cfg.train.seed, member)
+    check_batch(cfg.train.batch_size, world, "train.batch_size")
     ids = BatchStream(
-        data.train_images, data.train_labels, cfg.train.batch_size, norm, augment, seed=seed
+        data.train_images,
+        data.train_labels,
+        cfg.train.batch_size,
+        norm,
+        augment,
+        seed=seed,
+        world=world,
     )
     if data.out_images is None:
         return ids
-    outs = CycledStream(data.out_images, cfg.train.ood_batch_size, norm, augment, seed=seed + 1)
+    check_batch(cfg.train.ood_batch_size, world, "train.ood_batch_size")
+    outs = CycledStream(
+        data.out_images, cfg.train.ood_batch_size, norm, augment, seed=seed + 1, world=world
+    )
     return PairedStream(ids, outs)
 
 
@@ -482,12 +495,17 @@ def train_member(
     run_dir: Path,
     device: torch.device,
     progress: bool = True,
+    world: World = ALONE,
 ) -> dict[str, Any]:
-    """Train (or resume, or skip when done) one member; returns its summary."""
-    from tqdm.auto import tqdm
+    """Train (or resume, or skip when done) one member; returns its summary.
+
+    Under torchrun (world.size > 1) the model is wrapped in DistributedDataParallel, every
+    process trains on its shard of each global batch, and only rank 0 writes files.
+    """
 
     folder = member_dir(run_dir, member)
-    folder.mkdir(parents=True, exist_ok=True)
+    if world.main:
+        folder.mkdir(parents=True, exist_ok=True)
     state_path, ckpt_path = folder / "state.json", folder / "checkpoint.safetensors"
     if state_path.is_file():
         state = json.loads(state_path.read_text())
@@ -502,8 +520,70 @@ def train_member(
     done: dict[str, Any] = {"epoch": 0, "history": [], "best": None}
     if ckpt_path.is_file():
         done = load_checkpoint(ckpt_path, model, optimizer, scaler)
+    stepper = _data_parallel(model, cfg, world, device)
+    stream = make_stream(cfg, data, norm, member, world)
+    try:
+        return _train_epochs(
+            cfg,
+            member,
+            data,
+            norm,
+            run_dir,
+            progress,
+            world,
+            model,
+            stepper,
+            optimizer,
+            scaler,
+            done,
+            stream,
+        )
+    except BaseException as exc:
+        if world.main:
+            _write_state(
+                state_path, member, "failed", done, 0.0, error=f"{type(exc).__name__}: {exc}"
+            )
+        raise
 
-    stream = make_stream(cfg, data, norm, member)
+
+def _data_parallel(
+    model: nn.Module, cfg: RunConfig, world: World, device: torch.device
+) -> nn.Module:
+    """The module the training step runs: DistributedDataParallel under torchrun, else `model`."""
+    if world.size == 1:
+        return model
+    if cfg.train.sync_batchnorm:
+        if device.type != "cuda":
+            raise ConfigError(
+                "train.sync_batchnorm needs CUDA devices (PyTorch has no CPU version)"
+            )
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None
+    )
+
+
+def _train_epochs(
+    cfg: RunConfig,
+    member: int,
+    data: MemberData,
+    norm: Normalization,
+    run_dir: Path,
+    progress: bool,
+    world: World,
+    model: nn.Module,
+    stepper: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    done: dict[str, Any],
+    stream: PairedStream | BatchStream,
+) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    folder = member_dir(run_dir, member)
+    state_path, ckpt_path = folder / "state.json", folder / "checkpoint.safetensors"
     steps, epochs = len(stream), cfg.train.epochs
     info = {"model": cfg.model.name, "num_classes": str(data.num_classes), "member": str(member)}
     bar = tqdm(
@@ -511,7 +591,7 @@ def train_member(
         unit="img",
         unit_scale=True,
         desc=f"member {member}",
-        disable=not progress,
+        disable=not progress or not world.main,
         dynamic_ncols=True,
     )
     started = time.time() - sum(h["seconds"] for h in done["history"])
@@ -524,18 +604,22 @@ def train_member(
                 lr = learning_rate(cfg.optim, epoch * steps + step, epochs * steps, steps)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                result = train_step(model, optimizer, x, y, x_out, cfg, scaler)
-                loss = result.loss.item()
+                result = train_step(stepper, optimizer, x, y, x_out, cfg, scaler)
+                totals = sum_across(
+                    torch.stack([result.loss.float(), result.correct.float()]), world
+                )
+                loss, batch_correct = totals[0].item() / world.size, int(totals[1].item())
                 if not math.isfinite(loss):
                     raise TrainingDivergedError(
                         f"member {member}: the loss is {loss} at epoch {epoch + 1}, step {step + 1}; "
                         f"the last good checkpoint ({ckpt_path}, after epoch {done['epoch']}) "
                         "is kept. Lower optim.lr or turn off train.amp."
                     )
-                total_loss += loss * len(x)
-                correct += int(result.correct)
-                seen += len(x)
-                bar.update(len(x))
+                batch_seen = len(x) * world.size
+                total_loss += loss * batch_seen
+                correct += batch_correct
+                seen += batch_seen
+                bar.update(batch_seen)
                 bar.set_postfix(
                     epoch=f"{epoch + 1}/{epochs}",
                     loss=f"{total_loss / seen:.3f}",
@@ -553,30 +637,36 @@ def train_member(
                 "seconds": seconds,
                 "images_per_s": seen / seconds,
             }
-            _append_metrics(run_dir, record)
-            if _is_better(cfg.train.select, record, done["best"]):
+            better = _is_better(cfg.train.select, record, done["best"])
+            if better:
                 done["best"] = record
-                save_weights(model, folder / "best.safetensors", info | {"epoch": str(epoch + 1)})
             done["epoch"] = epoch + 1
             done["history"].append(record)
-            save_checkpoint(ckpt_path, model, optimizer, scaler, done)
-            _write_state(state_path, member, "training", done, time.time() - started)
+            if world.main:  # every process holds the same weights; one writes them
+                _append_metrics(run_dir, record)
+                if better:
+                    meta = info | {"epoch": str(epoch + 1)}
+                    save_weights(model, folder / "best.safetensors", meta)
+                save_checkpoint(ckpt_path, model, optimizer, scaler, done)
+                _write_state(state_path, member, "training", done, time.time() - started)
             bar.set_postfix(
                 epoch=f"{epoch + 1}/{epochs}",
                 val_acc=f"{record['val_acc']:.1f}",
                 val_auroc=_fmt(record["val_auroc"]),
             )
-    save_weights(model, folder / "last.safetensors", info | {"epoch": str(epochs)})
-    return _write_state(state_path, member, "done", done, time.time() - started)
+    if world.main:
+        save_weights(model, folder / "last.safetensors", info | {"epoch": str(epochs)})
+        return _write_state(state_path, member, "done", done, time.time() - started)
+    return _state(member, "done", done, time.time() - started)
 
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def _write_state(
-    path: Path, member: int, status: str, done: dict[str, Any], seconds: float
-) -> dict:
+def _state(
+    member: int, status: str, done: dict[str, Any], seconds: float, error: str | None = None
+) -> dict[str, Any]:
     best = done["best"] or {}
     state = {
         "member": member,
@@ -587,7 +677,25 @@ def _write_state(
         "val_auroc": best.get("val_auroc"),
         "seconds": seconds,
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "host": this_host(),
+        "pid": os.getpid(),
     }
+    if error:
+        state["error"] = error
+    return state
+
+
+def _write_state(
+    path: Path,
+    member: int,
+    status: str,
+    done: dict[str, Any],
+    seconds: float,
+    error: str | None = None,
+) -> dict[str, Any]:
+    state = _state(member, status, done, seconds, error)
+    if status == "failed" and path.is_file():  # keep the time already spent
+        state["seconds"] = json.loads(path.read_text()).get("seconds", 0.0)
     _io.write_json(path, state)
     return state
 
@@ -620,12 +728,18 @@ def train(
     cfg = cfg.validate()
     run_dir = Path(run_dir)
     device = device if isinstance(device, torch.device) else resolve_device(device)
-    prepare_run_dir(run_dir, cfg, force)
+    world = World.from_env()
+    device = distributed.start(world, device)
     parts = load_splits(cfg, data_root)
-    classes = parts["train"].num_classes
-    partition = _partition(cfg, run_dir, classes)
     norm = make_normalization(cfg, parts["train"])
-    _write_run_info(run_dir, cfg, parts, norm, partition)
+    if world.main:  # member jobs sharing the directory create its shared files one at a time
+        with file_lock(run_dir / ".lock"):
+            prepare_run_dir(run_dir, cfg, force)
+            partition = _partition(cfg, run_dir, parts["train"].num_classes)
+            _write_run_info(run_dir, cfg, parts, norm, partition)
+    barrier(world)
+    if not world.main:
+        partition = _partition(cfg, run_dir, parts["train"].num_classes)
     count = 1 if partition is None else partition.k
     members = range(count) if member is None else [member]
     if member is not None and not 0 <= member < count:
@@ -633,7 +747,7 @@ def train(
     summaries = []
     for i in members:
         data = member_data(parts, partition, i, device)
-        summary = train_member(cfg, i, data, norm, run_dir, device, progress)
+        summary = train_member(cfg, i, data, norm, run_dir, device, progress, world)
         summary["left_out"] = (
             "-"
             if partition is None
@@ -695,3 +809,45 @@ def summary_table(summaries: list[dict[str, Any]]) -> str:
         for s in summaries
     ]
     return text_table(rows, list(rows[0]) if rows else [])
+
+
+def run_status(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Per member: done, training (epoch, last update), stopped, failed or missing."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.toml").is_file():
+        raise ConfigError(f"{run_dir} is not a run directory (no config.toml)")
+    cfg = RunConfig.from_dict(read_toml(run_dir / "config.toml")).validate()
+    count = 1
+    if cfg.train.mode == "leaveout":
+        partition_path = run_dir / "partition.json"
+        count = (
+            LeaveOutPartition.load(partition_path).k if partition_path.is_file() else cfg.train.k
+        )
+    rows = []
+    for member in range(count):
+        path = member_dir(run_dir, member) / "state.json"
+        row: dict[str, Any] = {
+            "member": member,
+            "epoch": f"0/{cfg.train.epochs}",
+            "status": "missing",
+        }
+        if path.is_file():
+            state = json.loads(path.read_text())
+            age = time.time() - path.stat().st_mtime
+            status = state["status"]
+            same_host = state.get("host") == this_host()
+            if status == "training" and same_host and not distributed.process_alive(state["pid"]):
+                status = "stopped (run the same command to resume)"
+            if status == "failed":
+                status = f"failed: {state.get('error', '?')}"
+            row |= {
+                "status": status,
+                "epoch": f"{state['epochs_done']}/{cfg.train.epochs}",
+                "val acc %": "-" if state.get("val_acc") is None else f"{state['val_acc']:.2f}",
+                "val AUROC %": "-"
+                if state.get("val_auroc") is None
+                else f"{state['val_auroc']:.2f}",
+                "last update": f"{age / 60:.1f} min ago",
+            }
+        rows.append(row)
+    return rows

@@ -135,6 +135,8 @@ def test_nan_loss_stops_with_member_epoch_step_and_keeps_the_checkpoint(tmp_path
     ckpt = tr.member_dir(run_dir, 0) / "checkpoint.safetensors"
     _, meta = tr.read_safetensors(ckpt)
     assert json.loads(meta["progress"])["epoch"] == 1
+    state = json.loads((tr.member_dir(run_dir, 0) / "state.json").read_text())
+    assert state["status"] == "failed" and "epoch 2, step 3" in state["error"]
 
 
 def test_loading_weights_into_another_architecture_names_the_file(two_epoch_run):

@@ -40,6 +40,7 @@ from .errors import (
     ShapeError,
     TrainingDivergedError,
     UnsafePickleError,
+    WriteError,
 )
 from .evaluation import evaluate
 from .losses import entropy, margin_entropy_loss
@@ -76,6 +77,7 @@ __all__ = [
     "Split",
     "TrainingDivergedError",
     "UnsafePickleError",
+    "WriteError",
     "__version__",
     "aupr_in",
     "aupr_out",

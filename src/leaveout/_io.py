@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from .errors import LeaveoutError, WriteError
 
 
 @contextlib.contextmanager
@@ -23,9 +26,14 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, LeaveoutError):
+            raise WriteError(
+                f"could not write {path} ({exc.strerror or exc}); the previous version, if any, "
+                "is unchanged"
+            ) from exc
         raise
     _fsync_dir(path.parent)
 
@@ -39,9 +47,29 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+# Fault injection for the test suite: LEAVEOUT_FAULT_KILL_WRITE="NAME:K" makes the process
+# SIGKILL itself halfway through its K-th write of a file called NAME (tests/faults/).
+_FAULT = os.environ.get("LEAVEOUT_FAULT_KILL_WRITE", "")
+_writes: dict[str, int] = {}
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    name = Path(path).name
     with atomic_open(path, "wb") as f:
+        if _FAULT and _FAULT.split(":")[0] == name:
+            _writes[name] = _writes.get(name, 0) + 1
+            if str(_writes[name]) == _FAULT.split(":")[1]:
+                f.write(data[: len(data) // 2])
+                f.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
         f.write(data)
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete temporary files that a killed writer left behind in `folder`."""
+    for stale in folder.glob(".*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -29,3 +29,7 @@ class ConfigError(LeaveoutError, ValueError):
 
 class TrainingDivergedError(LeaveoutError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class WriteError(LeaveoutError, OSError):
+    """A file could not be written (disk full, no permission); the previous version is intact."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import ShapeError
+
 
 def _labels_and_scores(
     id_scores: np.ndarray, ood_scores: np.ndarray, ood_positive: bool
@@ -15,7 +17,9 @@ def _labels_and_scores(
     id_scores = np.asarray(id_scores, dtype=np.float64).ravel()
     ood_scores = np.asarray(ood_scores, dtype=np.float64).ravel()
     if not len(id_scores) or not len(ood_scores):
-        raise ValueError("metrics need at least one ID and one OOD score")
+        raise ShapeError("metrics need at least one ID and one OOD score")
+    if not (np.isfinite(id_scores).all() and np.isfinite(ood_scores).all()):
+        raise ShapeError("scores contain NaN or infinite values")
     scores = np.concatenate([id_scores, ood_scores])
     positive = np.concatenate([np.ones(len(id_scores), bool), np.zeros(len(ood_scores), bool)])
     if ood_positive:

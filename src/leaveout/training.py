@@ -351,8 +351,16 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Restore model, optimiser buffers, RNG state (and loss scaler); returns the progress dict."""
     tensors, meta = read_safetensors(path)
-    if meta.get("format") != CHECKPOINT_FORMAT:
+    if meta.get("format") != CHECKPOINT_FORMAT or "rng.torch" not in tensors:
         raise CorruptFileError(f"{path}: not a leaveout checkpoint (format {meta.get('format')!r})")
+    try:
+        progress = json.loads(meta["progress"])
+        if not isinstance(progress["epoch"], int) or not isinstance(progress["history"], list):
+            raise ValueError("epoch or history of the wrong type")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptFileError(
+            f"{path}: the checkpoint's progress record is damaged ({exc})"
+        ) from exc
     load_weights(model, path, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     params = optimizer.param_groups[0]["params"]
     for i, param in enumerate(params):
@@ -367,7 +375,7 @@ def load_checkpoint(
         torch.cuda.set_rng_state_all(cuda_states)
     if scaler is not None and "scaler" in meta:
         scaler.load_state_dict(json.loads(meta["scaler"]))
-    return json.loads(meta["progress"])
+    return progress
 
 
 # --- the run directory ---------------------------------------------------------------------------------
@@ -506,6 +514,7 @@ def train_member(
     folder = member_dir(run_dir, member)
     if world.main:
         folder.mkdir(parents=True, exist_ok=True)
+        _io.remove_stale_temporaries(folder)
     state_path, ckpt_path = folder / "state.json", folder / "checkpoint.safetensors"
     if state_path.is_file():
         state = json.loads(state_path.read_text())

@@ -1,0 +1,87 @@
+"""SIGKILL at random moments, including halfway through a checkpoint write: the re-run resumes,
+never loads a truncated file, and ends with the weights of an uninterrupted run (CPU, same seed)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from leaveout import training as tr
+
+COMMAND = [
+    sys.executable,
+    "-m",
+    "leaveout",
+    "train",
+    "--preset",
+    "digits",
+    "--quiet",
+    "--device",
+    "cpu",
+    "--set",
+    "train.k=2",
+    "--set",
+    "train.epochs=3",
+]
+ENV = {**os.environ, "OMP_NUM_THREADS": "2"}
+
+
+def _run(out, env=ENV):
+    return subprocess.run([*COMMAND, "--out", str(out)], env=env, capture_output=True, text=True)
+
+
+def _assert_same_weights(a_dir, b_dir):
+    for member in range(2):
+        for name in ("best", "last"):
+            a = tr.read_safetensors(tr.member_dir(a_dir, member) / f"{name}.safetensors")[0]
+            b = tr.read_safetensors(tr.member_dir(b_dir, member) / f"{name}.safetensors")[0]
+            assert all(torch.equal(a[k], b[k]) for k in a), f"member {member} {name} differs"
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    assert _run(out).returncode == 0
+    return out
+
+
+@pytest.mark.slow
+def test_killed_halfway_through_a_checkpoint_write(reference, tmp_path):
+    out = tmp_path / "run"
+    env = {**ENV, "LEAVEOUT_FAULT_KILL_WRITE": "checkpoint.safetensors:2"}
+    killed = _run(out, env)
+    assert killed.returncode == -signal.SIGKILL
+    folder = tr.member_dir(out, 0)
+    assert list(folder.glob(".checkpoint.safetensors.*.tmp")), (
+        "the half-written file is a temporary"
+    )
+    _, meta = tr.read_safetensors(folder / "checkpoint.safetensors")  # the previous one, whole
+    assert '"epoch": 1' in meta["progress"]
+    assert _run(out).returncode == 0
+    assert not list(folder.glob(".*.tmp"))
+    _assert_same_weights(reference, out)
+
+
+@pytest.mark.slow
+def test_killed_at_random_moments(reference, tmp_path):
+    out = tmp_path / "run"
+    rng = np.random.default_rng(20261128)
+    interrupted = 0
+    for delay in rng.uniform(1.5, 5.0, size=3):
+        proc = subprocess.Popen(
+            [*COMMAND, "--out", str(out)],
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        interrupted += proc.wait() == -signal.SIGKILL
+    assert interrupted >= 1, "no kill landed while the run was going"
+    assert _run(out).returncode == 0
+    _assert_same_weights(reference, out)

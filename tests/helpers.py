@@ -106,3 +106,14 @@ def normalised_float64(ensemble, images: np.ndarray):
     mean = np.array(ensemble.normalization.mean)[None, :, None, None]
     std = np.array(ensemble.normalization.std)[None, :, None, None]
     return torch.tensor((images.transpose(0, 3, 1, 2) / 255.0 - mean) / std), torch.tensor(std)
+
+
+def digits_train_command(*settings: str) -> list[str]:
+    """`python -m leaveout train --preset digits --quiet --device cpu --set S ...` as a list."""
+    import sys
+
+    command = [sys.executable, "-m", "leaveout", "train", "--preset", "digits", "--quiet"]
+    command += ["--device", "cpu"]
+    for setting in settings:
+        command += ["--set", setting]
+    return command

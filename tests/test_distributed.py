@@ -14,6 +14,8 @@ from leaveout.data import ImageSet, load_digits, save_npz
 from leaveout.distributed import World
 from leaveout.scoring import LeaveOutEnsemble
 
+from .helpers import digits_train_command
+
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
@@ -105,21 +107,7 @@ def test_torchrun_two_processes_match_one_process(tmp_path, beta, tolerance):
 @pytest.mark.slow
 def test_two_member_jobs_into_one_run_directory(tmp_path, capsys):
     out = tmp_path / "run"
-    base = [
-        sys.executable,
-        "-m",
-        "leaveout",
-        "train",
-        "--preset",
-        "digits",
-        "--quiet",
-        "--set",
-        "train.k=2",
-        "--set",
-        "train.epochs=2",
-        "--out",
-        str(out),
-    ]
+    base = [*digits_train_command("train.k=2", "train.epochs=2"), "--out", str(out)]
     jobs = [subprocess.Popen([*base, "--member", str(m)], env=ENV) for m in (0, 1)]
     assert [job.wait() for job in jobs] == [0, 0]
     ensemble = LeaveOutEnsemble.load(out)

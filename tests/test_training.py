@@ -2,7 +2,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +14,8 @@ from leaveout import training as tr
 from leaveout.config import OptimSettings, resolve
 from leaveout.losses import entropy
 from leaveout.partitions import LeaveOutPartition
+
+from .helpers import digits_train_command
 
 
 def digits_config(*overrides: str):
@@ -177,19 +178,7 @@ def _weights(run_dir: Path, member: int) -> dict[str, torch.Tensor]:
 
 @pytest.mark.slow
 def test_sigkill_and_rerun_gives_bit_identical_weights(tmp_path):
-    command = [
-        sys.executable,
-        "-m",
-        "leaveout",
-        "train",
-        "--preset",
-        "digits",
-        "--quiet",
-        "--set",
-        "train.epochs=4",
-        "--device",
-        "cpu",
-    ]
+    command = digits_train_command("train.epochs=4")
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     subprocess.run([*command, "--out", str(tmp_path / "whole")], check=True, env=env)
 

@@ -4,7 +4,6 @@ never loads a truncated file, and ends with the weights of an uninterrupted run 
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -13,21 +12,9 @@ import torch
 
 from leaveout import training as tr
 
-COMMAND = [
-    sys.executable,
-    "-m",
-    "leaveout",
-    "train",
-    "--preset",
-    "digits",
-    "--quiet",
-    "--device",
-    "cpu",
-    "--set",
-    "train.k=2",
-    "--set",
-    "train.epochs=3",
-]
+from ..helpers import digits_train_command
+
+COMMAND = digits_train_command("train.k=2", "train.epochs=3")
 ENV = {**os.environ, "OMP_NUM_THREADS": "2"}
 
 

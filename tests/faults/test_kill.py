@@ -56,19 +56,24 @@ def test_killed_halfway_through_a_checkpoint_write(reference, tmp_path):
 
 @pytest.mark.slow
 def test_killed_at_random_moments(reference, tmp_path):
+    """Three kills, each at a random moment after a random number of finished epochs."""
     out = tmp_path / "run"
     rng = np.random.default_rng(20261128)
+    targets = sorted(rng.choice(np.arange(1, 6), size=3, replace=False))  # of 6 epoch records
     interrupted = 0
-    for delay in rng.uniform(1.5, 5.0, size=3):
+    for target in targets:
         proc = subprocess.Popen(
             [*COMMAND, "--out", str(out)],
             env=ENV,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(delay)
+        deadline = time.time() + 120
+        while proc.poll() is None and len(tr.read_metrics(out)) < target and time.time() < deadline:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.1))  # somewhere inside the next epoch, or a write
         proc.send_signal(signal.SIGKILL)
         interrupted += proc.wait() == -signal.SIGKILL
-    assert interrupted >= 1, "no kill landed while the run was going"
+    assert interrupted >= 2, "the kills did not land while the run was going"
     assert _run(out).returncode == 0
     _assert_same_weights(reference, out)

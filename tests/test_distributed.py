@@ -141,3 +141,41 @@ def test_status_shows_missing_stopped_and_failed(digits_run, tmp_path, capsys):
     assert statuses[2] == "failed: TrainingDivergedError: nan" and statuses[3] == "missing"
     assert main(["status", str(copy)]) == 0
     assert "missing" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_torchrun_resumes_after_the_job_is_stopped(tmp_path):
+    """Stop a 2-process torchrun job after its first epoch; the same command continues and ends
+    with the weights of an uninterrupted 2-process run."""
+    import signal
+    import time
+
+    data = _digits32(tmp_path)
+    launcher = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+    ]
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+
+    def run(out):
+        return [*launcher, "-m", "leaveout", *_train_command(data, out, "--set", "train.epochs=3")]
+
+    subprocess.run(run(whole), check=True, env=ENV)
+    proc = subprocess.Popen(
+        run(stopped), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 120
+    while len(tr.read_metrics(stopped)) < 1 and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)  # torchrun passes it on to its workers
+    proc.wait()
+    assert len(tr.read_metrics(stopped)) < 6, "the job finished before it was stopped"
+    subprocess.run(run(stopped), check=True, env=ENV)
+    for member in range(2):
+        a = tr.read_safetensors(tr.member_dir(whole, member) / "last.safetensors")[0]
+        b = tr.read_safetensors(tr.member_dir(stopped, member) / "last.safetensors")[0]
+        assert all(torch.equal(a[k], b[k]) for k in a), f"member {member} differs after the resume"

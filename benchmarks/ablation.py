@@ -22,7 +22,7 @@ import numpy as np
 from leaveout import training
 from leaveout.calibration import PAPER_EPSILONS, PAPER_TEMPERATURES, calibrate_left_out
 from leaveout.config import resolve
-from leaveout.evaluation import cached_scores, id_test_parts, ood_parts, run_config
+from leaveout.evaluation import cache_dir, cached_scores, id_test_parts, ood_parts, run_config
 from leaveout.metrics import ood_metrics
 from leaveout.reports import markdown_table, replace_section
 from leaveout.scoring import LeaveOutEnsemble
@@ -60,7 +60,7 @@ def variant_scores(
         grid = ensemble.member_scores_grid(data, [t], [e], score_kind=score_kind, progress=True)
         return grid[0, 0].sum(axis=0)
 
-    cache = run_dir / "eval" / "cache"
+    cache = cache_dir(run_dir, ensemble)
     id_scores = cached_scores(cache, "id-test", key, id_test_parts(splits)["report"], scorer)
     metrics = {}
     for name in OOD:

@@ -31,7 +31,7 @@ from leaveout.calibration import (
 )
 from leaveout.config import load_preset, resolve
 from leaveout.datasets import catalog
-from leaveout.evaluation import evaluate, gaussian_fits, run_config
+from leaveout.evaluation import cache_dir, evaluate, gaussian_fits, run_config
 from leaveout.metrics import METRIC_NAMES
 from leaveout.reports import markdown_table, read_section, replace_section
 from leaveout.scoring import LeaveOutEnsemble
@@ -102,7 +102,7 @@ def calibrate_all(ens_dir: Path, std_dir: Path, data_root: str) -> None:
             continue
         fits = None
         if name == "mahalanobis":
-            fits = gaussian_fits(ensemble, splits["train"], ens_dir / "eval" / "cache", 256)
+            fits = gaussian_fits(ensemble, splits["train"], cache_dir(ens_dir, ensemble), 256)
         settings, rows = calibrate_baseline_left_out(name, ensemble, splits["val"], fits)
         source = f"left-out classes of {ens_dir.name} (validation split), members one at a time"
         for run_dir in (ens_dir, std_dir):

@@ -141,3 +141,23 @@ def test_standard_run_takes_baselines_but_not_the_leaveout_score(tmp_path):
     assert result["id_accuracy"] > 50
     with pytest.raises(ConfigError, match="standard run"):
         evaluate(run_dir, ["unseen"], progress=False)
+
+
+def test_retrained_weights_do_not_reuse_cached_scores(evaluated, tmp_path):
+    run_dir, _ = evaluated
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    first = LeaveOutEnsemble.load(copy).weights_id
+    from safetensors.torch import save_file
+
+    from leaveout.training import read_safetensors
+
+    path = copy / "members" / "0" / "best.safetensors"
+    tensors, meta = read_safetensors(path)
+    tensors["classifier.bias"] = tensors["classifier.bias"] + 0.5  # "retrained" weights
+    save_file(tensors, path, metadata=meta)
+    second = LeaveOutEnsemble.load(copy).weights_id
+    assert second != first
+    assert (copy / "eval" / "cache" / first).is_dir()
+    evaluate(copy, ["unseen"], progress=False, plots=False)
+    assert (copy / "eval" / "cache" / second).is_dir()

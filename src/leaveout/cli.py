@@ -118,7 +118,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def _calibrate_baseline(args: argparse.Namespace, ensemble: object) -> int:
     from .calibration import calibrate_baseline_left_out, save_baseline_calibration
-    from .evaluation import gaussian_fits, run_config
+    from .evaluation import cache_dir, gaussian_fits, run_config
     from .training import load_splits
 
     if args.ood:
@@ -127,7 +127,7 @@ def _calibrate_baseline(args: argparse.Namespace, ensemble: object) -> int:
     fits = None
     if args.method == "mahalanobis":
         fits = gaussian_fits(
-            ensemble, splits["train"], args.run_dir / "eval" / "cache", args.batch_size
+            ensemble, splits["train"], cache_dir(args.run_dir, ensemble), args.batch_size
         )
     settings, rows = calibrate_baseline_left_out(
         args.method, ensemble, splits["val"], fits, args.criterion, batch_size=args.batch_size

@@ -70,15 +70,20 @@ def ood_parts(
     return report_split(len(data)).apply(data)
 
 
+def cache_dir(run_dir: Path, ensemble: LeaveOutEnsemble) -> Path:
+    """Where scores and fits of these weights are cached: retrained weights get a fresh folder."""
+    return Path(run_dir) / "eval" / "cache" / ensemble.weights_id
+
+
 def fingerprint(images: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(images).data).hexdigest()[:12]
 
 
 def cached_scores(
-    cache_dir: Path, set_name: str, key: str, data: ImageSet, scorer: Scorer
+    folder: Path, set_name: str, key: str, data: ImageSet, scorer: Scorer
 ) -> np.ndarray:
-    """scorer(data), read from / written to cache_dir/<set>-<key>-<content hash>.npy."""
-    path = cache_dir / f"{Path(set_name).name}-{key}-{fingerprint(data.images)}.npy"
+    """scorer(data), read from / written to folder/<set>-<key>-<content hash>.npy."""
+    path = folder / f"{Path(set_name).name}-{key}-{fingerprint(data.images)}.npy"
     if path.is_file():
         return np.load(path, allow_pickle=False)
     scores = np.asarray(scorer(data), dtype=np.float64)
@@ -145,12 +150,12 @@ def baseline_settings(
 
 
 def gaussian_fits(
-    ensemble: LeaveOutEnsemble, train: ImageSet, cache_dir: Path, batch_size: int
+    ensemble: LeaveOutEnsemble, train: ImageSet, folder: Path, batch_size: int
 ) -> list[GaussianFit]:
     """Mahalanobis class means and precision per member, fitted once and cached."""
     from safetensors.torch import load_file, save
 
-    path = cache_dir / f"gaussians-{fingerprint(train.images)}.safetensors"
+    path = folder / f"gaussians-{fingerprint(train.images)}.safetensors"
     if path.is_file():
         tensors = load_file(path)
         return [
@@ -196,7 +201,7 @@ def make_method(
     settings = baseline_settings(name, run_dir, temperature, epsilon)
     fits = None
     if name == "mahalanobis":
-        fits = gaussian_fits(ensemble, splits["train"], run_dir / "eval" / "cache", batch_size)
+        fits = gaussian_fits(ensemble, splits["train"], cache_dir(run_dir, ensemble), batch_size)
 
     def scorer(data: ImageSet) -> np.ndarray:
         return score_baseline(name, ensemble, data, settings, fits, batch_size)
@@ -248,7 +253,7 @@ def evaluate(
     method = make_method(
         method_name, ensemble, splits, run_dir, temperature, epsilon, gradient, batch_size, progress
     )
-    cache = run_dir / "eval" / "cache"
+    cache = cache_dir(run_dir, ensemble)
     out_dir = run_dir / "eval" if method_name == "leaveout" else run_dir / "eval" / method_name
 
     id_report = id_test_parts(splits)["report"]

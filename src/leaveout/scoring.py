@@ -9,6 +9,7 @@ Only the input gradient is taken (`torch.autograd.grad`); the weights never coll
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from torch import nn
 from .batches import Normalization
 from .config import RunConfig, read_toml
 from .data import ImageSet
+from .datasets import file_digest
 from .errors import ConfigError, CorruptFileError, DatasetNotFoundError, ShapeError
 from .losses import entropy
 from .partitions import LeaveOutPartition
@@ -96,6 +98,7 @@ class LeaveOutEnsemble:
         self.calibration = calibration
         self.device = torch.device(device)
         self.run_dir = run_dir
+        self.weights_id = "unsaved"  # set by `load`: a digest of the weight files (cache keys)
 
     # --- loading ---
 
@@ -127,7 +130,7 @@ class LeaveOutEnsemble:
                 f"run.json lists {len(classes)}"
             )
         device = torch.device(device)
-        members = []
+        members, digests = [], []
         for i in range(info["members"]):
             num = len(classes) if partition is None else partition.member_num_classes(i)
             model = build_network(cfg, num)  # weights are loaded next: no seeding needed
@@ -137,13 +140,14 @@ class LeaveOutEnsemble:
                     f"{path} is missing: member {i} has not finished training"
                 )
             load_weights(model, path)
+            digests.append(file_digest(path, "sha1"))
             model.requires_grad_(False)
             members.append(model.to(device, memory_format=torch.channels_last).eval())
         norm = info["normalization"]
         calibration = None
         if (run_dir / "calibration.json").is_file():
             calibration = Calibration.load(run_dir / "calibration.json")
-        return cls(
+        ensemble = cls(
             members,
             classes,
             Normalization(tuple(norm["mean"]), tuple(norm["std"])),
@@ -153,6 +157,8 @@ class LeaveOutEnsemble:
             device,
             run_dir,
         )
+        ensemble.weights_id = hashlib.sha1("".join(digests).encode()).hexdigest()[:12]
+        return ensemble
 
     @property
     def k(self) -> int:

@@ -2,7 +2,8 @@
 
 Every set is split by ODIN's rule: the first 1000 images tune, the rest report (sets of fewer
 than 2000 images: the first fifth tunes). Metrics are computed on the reporting parts.
-Scores are cached under RUN_DIR/eval/cache per (set, method, T, eps, image content).
+Scores are cached under RUN_DIR/eval/cache/<weights digest>/ per (set, method settings, image
+content).
 """
 
 from __future__ import annotations

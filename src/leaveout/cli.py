@@ -52,6 +52,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import resolve
+    from .distributed import World
     from .training import summary_table, train
 
     overrides = list(args.set or [])
@@ -67,8 +68,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         force=args.force,
         progress=not args.quiet,
     )
-    print(summary_table(summaries))
-    print(f"run directory: {args.out}")
+    if World.from_env().main:  # under torchrun, one table
+        print(summary_table(summaries))
+        print(f"run directory: {args.out}")
     return 0
 
 

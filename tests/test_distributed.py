@@ -17,6 +17,14 @@ from leaveout.scoring import LeaveOutEnsemble
 from .helpers import digits_train_command
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+TORCHRUN_2 = [
+    sys.executable,
+    "-m",
+    "torch.distributed.run",
+    "--standalone",
+    "--nproc_per_node",
+    "2",
+]
 
 
 def test_shards_of_a_global_batch_put_together_are_the_global_batch():
@@ -84,16 +92,8 @@ def test_torchrun_two_processes_match_one_process(tmp_path, beta, tolerance):
     subprocess.run(
         [sys.executable, "-m", "leaveout", *_train_command(data, one, *extra)], check=True, env=ENV
     )
-    launcher = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-    ]
     subprocess.run(
-        [*launcher, "-m", "leaveout", *_train_command(data, two, *extra)], check=True, env=ENV
+        [*TORCHRUN_2, "-m", "leaveout", *_train_command(data, two, *extra)], check=True, env=ENV
     )
     for member in range(2):
         a = tr.read_safetensors(tr.member_dir(one, member) / "last.safetensors")[0]
@@ -151,18 +151,15 @@ def test_torchrun_resumes_after_the_job_is_stopped(tmp_path):
     import time
 
     data = _digits32(tmp_path)
-    launcher = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-    ]
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"
 
     def run(out):
-        return [*launcher, "-m", "leaveout", *_train_command(data, out, "--set", "train.epochs=3")]
+        return [
+            *TORCHRUN_2,
+            "-m",
+            "leaveout",
+            *_train_command(data, out, "--set", "train.epochs=3"),
+        ]
 
     subprocess.run(run(whole), check=True, env=ENV)
     proc = subprocess.Popen(

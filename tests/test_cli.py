@@ -1,9 +1,14 @@
+import argparse
+import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from leaveout.cli import main
+from leaveout.cli import build_parser, main
+
+from .helpers import write_image_files
 
 
 def test_data_lists_every_dataset(tmp_path, capsys):
@@ -32,6 +37,22 @@ def test_missing_set_is_a_clear_error_with_exit_code_2(tmp_path, capsys):
     assert "iSUN.tar.gz" in capsys.readouterr().err
 
 
+def test_version_and_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("leaveout ")
+    parser = build_parser()
+    subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in subcommands.choices.items():
+        assert "examples:" in (sub.epilog or ""), name
+        for action in sub._actions:
+            if action.dest != "help":
+                assert action.help, f"{name} {action.dest} has no help"
+        text = sub.format_help()
+        if name == "evaluate":
+            assert "(default: 256)" in text and "(default: leaveout)" in text
+
+
 def test_console_script_on_shared_data(shared_data):
     result = subprocess.run(
         [sys.executable, "-m", "leaveout", "data", "--data-root", str(shared_data)],
@@ -51,10 +72,263 @@ def test_console_script_on_shared_data(shared_data):
     assert "missing" in lines["lsun_crop/all"]
 
 
+@pytest.mark.parametrize("command", ["calibrate", "evaluate", "score"])
+@pytest.mark.parametrize(
+    ("device", "message"), [("gpu", "unknown device 'gpu'"), ("cuda", "no CUDA")]
+)
+def test_bad_devices_are_one_line_errors(digits_run, capsys, command, device, message):
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    _, run_dir, _ = digits_run
+    args = [command, str(run_dir), "--device", device, "--quiet"]
+    if command == "score":
+        args.insert(2, str(run_dir / "run.json"))
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_an_output_under_a_file_is_a_one_line_error(digits_run, tmp_path, capsys):
+    _, run_dir, _ = digits_run
+    (tmp_path / "file").write_text("x")
+    code = main(
+        [
+            "evaluate",
+            str(run_dir),
+            "--ood",
+            "uniform",
+            "--max-images",
+            "50",
+            "--quiet",
+            "--out",
+            str(tmp_path / "file" / "r"),
+        ]
+    )
+    assert code == 2 and "could not write" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def calibrated(digits_run, tmp_path_factory):
+    import shutil
+
+    _, run_dir, _ = digits_run
+    copy = tmp_path_factory.mktemp("cli") / "run"
+    shutil.copytree(run_dir, copy)
+    assert main(["calibrate", str(copy), "--quiet", "--max-images", "150", "--device", "auto"]) == 0
+    return copy
+
+
+def test_calibrate_prints_the_grid_with_enough_digits(calibrated, capsys):
+    assert (
+        main(["calibrate", str(calibrated), "--quiet", "--max-images", "100", "--tpr", "0.9"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "0.000313" in out and "0.000625" in out and "keeps 90% of ID validation images" in out
+    saved = json.loads((calibrated / "calibration" / "leaveout.json").read_text())
+    assert saved["tpr"] == 0.9 and len(saved["grid"]) == 30
+    assert (
+        main(
+            [
+                "calibrate",
+                str(calibrated),
+                "--ood",
+                "gaussian",
+                "--criterion",
+                "auroc",
+                "--quiet",
+                "--max-images",
+                "100",
+            ]
+        )
+        == 0
+    )
+    saved = json.loads((calibrated / "calibration" / "leaveout.json").read_text())
+    assert "gaussian" in saved["validation"] and saved["criterion"] == "auroc"
+
+
+def test_calibrate_a_baseline_and_write_it_into_another_run(calibrated, tmp_path, capsys):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(calibrated, other)
+    assert (
+        main(
+            [
+                "calibrate",
+                str(calibrated),
+                "--method",
+                "msp",
+                "--also",
+                str(other),
+                "--quiet",
+                "--max-images",
+                "100",
+            ]
+        )
+        == 0
+    )
+    for folder in (calibrated, other):
+        saved = json.loads((folder / "calibration" / "msp.json").read_text())
+        assert (
+            saved["params"]["temperature"] in (1, 10, 100, 1000, 5000)
+            and saved["threshold"] is not None
+        )
+
+
+@pytest.fixture
+def photos(tmp_path):
+    images = np.zeros((3, 16, 16, 3), np.uint8)
+    images[:, 4:12, 6:10] = 255
+    write_image_files(tmp_path / "imgs", images)
+    return tmp_path / "imgs", images
+
+
+def test_score_writes_csv_with_the_calibrated_threshold(calibrated, photos, tmp_path):
+    folder, _ = photos
+    out = tmp_path / "scores.csv"
+    assert main(["score", str(calibrated), str(folder), "--out", str(out), "--quiet"]) == 0
+    import csv
+
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 and {"path", "score", "is_ood", "predicted"} <= set(rows[0])
+    threshold = json.loads((calibrated / "calibration" / "leaveout.json").read_text())["threshold"]
+    assert all(int(r["is_ood"]) == (float(r["score"]) < threshold) for r in rows)
+    assert len(rows[0]["score"].split(".")[1]) > 6  # full precision, not rounded to 6 decimals
+
+
+def test_score_json_npz_tpr_threshold_and_gradient(calibrated, photos, tmp_path):
+    from leaveout import ImageSet, save_npz
+
+    folder, images = photos
+    save_npz(ImageSet(images, None, (), "x"), tmp_path / "x.npz")
+    out = tmp_path / "s.json"
+    assert (
+        main(
+            [
+                "score",
+                str(calibrated),
+                str(tmp_path / "x.npz"),
+                "--out",
+                str(out),
+                "--quiet",
+                "--tpr",
+                "0.5",
+            ]
+        )
+        == 0
+    )
+    record = json.loads(out.read_text())
+    assert [r["path"] for r in record["images"]] == [f"{tmp_path / 'x.npz'}[{i}]" for i in range(3)]
+    assert "50%" in record["threshold_rule"]
+    assert (
+        main(
+            [
+                "score",
+                str(calibrated),
+                str(folder),
+                "--out",
+                str(out),
+                "--quiet",
+                "--threshold",
+                "1e9",
+            ]
+        )
+        == 0
+    )
+    assert all(r["is_ood"] == 1 for r in json.loads(out.read_text())["images"])
+    scores = {}
+    for grad in ("entropy", "odin"):
+        assert (
+            main(
+                [
+                    "score",
+                    str(calibrated),
+                    str(folder),
+                    "--out",
+                    str(out),
+                    "--quiet",
+                    "--gradient",
+                    grad,
+                    "--threshold",
+                    "0",
+                ]
+            )
+            == 0
+        )
+        record = json.loads(out.read_text())
+        scores[grad] = [r["score"] for r in record["images"]]
+        assert record["settings"]["gradient"] == grad
+    epsilon = json.loads((calibrated / "calibration" / "leaveout.json").read_text())["params"][
+        "epsilon"
+    ]
+    assert epsilon == 0 or scores["entropy"] != scores["odin"]
+
+
+def test_score_skips_corrupt_images_with_one_clean_line(calibrated, photos, capsys):
+    folder, _ = photos
+    (folder / "broken.png").write_bytes(b"nope")
+    assert main(["score", str(calibrated), str(folder), "--quiet"]) == 2
+    assert "--skip-corrupt" in capsys.readouterr().err
+    assert main(["score", str(calibrated), str(folder), "--quiet", "--skip-corrupt"]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "warning: " in err and "skipped 1 unreadable images" in err and "warnings.warn" not in err
+    )
+
+
+def test_score_without_calibration_says_what_to_do(digits_run, tmp_path, photos, capsys):
+    import shutil
+
+    _, run_dir, _ = digits_run
+    shutil.copytree(run_dir, tmp_path / "fresh")
+    folder, _ = photos
+    assert (
+        main(["score", str(tmp_path / "fresh"), str(folder), "--quiet", "--method", "energy"]) == 2
+    )
+    assert "leaveout calibrate" in capsys.readouterr().err
+
+
+def test_status_and_detectors_commands(calibrated, capsys):
+    assert main(["status", str(calibrated)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("done") == 4
+    assert main(["detectors"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[2].startswith("leaveout") and "mahalanobis" in out
+
+
+def test_demo_passes_the_device_to_every_stage(monkeypatch, tmp_path):
+    from leaveout import demo
+
+    seen = {}
+    monkeypatch.setattr(
+        demo, "train", lambda cfg, out, device, progress: seen.setdefault("train", device) and []
+    )
+    monkeypatch.setattr(demo, "summary_table", lambda s: "")
+
+    def fake_evaluate(out, names, device, progress):
+        seen["evaluate"] = device
+        raise SystemExit
+
+    monkeypatch.setattr(demo, "evaluate", fake_evaluate)
+    with pytest.raises(SystemExit):
+        demo.run_demo(tmp_path, device="cuda:1")
+    assert seen == {"train": "cuda:1", "evaluate": "cuda:1"}
+
+
 @pytest.mark.slow
 def test_demo_trains_calibrates_and_evaluates(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--quiet"]) == 0
     out = capsys.readouterr().out
-    for name in ("| unseen |", "| uniform |", "| gaussian |", "calibrated: T ="):
+    for name in (
+        "| unseen |",
+        "| uniform |",
+        "| gaussian |",
+        "calibrated: T =",
+        "Noise scores low",
+    ):
         assert name in out
-    assert (tmp_path / "demo" / "eval" / "results.md").is_file()
+    assert (tmp_path / "demo" / "eval" / "leaveout" / "results.md").is_file()

@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from leaveout import training as tr
-from leaveout.batches import Augment, BatchStream, Normalization
 from leaveout.cli import main
-from leaveout.data import ImageSet, load_digits, save_npz
+from leaveout.data import Augment, BatchStream, ImageSet, Normalization, load_digits, save_npz
 from leaveout.distributed import World
-from leaveout.scoring import LeaveOutEnsemble
+from leaveout.ensemble import LeaveOutEnsemble
+from leaveout.rundir import RunDir
 
 from .helpers import digits_train_command
 
@@ -35,7 +34,14 @@ def test_shards_of_a_global_batch_put_together_are_the_global_batch():
 
     def epoch(world):
         stream = BatchStream(
-            images, labels, 8, Normalization(), Augment(2, True), seed=3, world=world
+            images,
+            labels,
+            8,
+            Normalization(),
+            Augment(2, True),
+            seed=3,
+            rank=world.rank,
+            world_size=world.size,
         )
         return list(stream.epoch(1))
 
@@ -96,8 +102,8 @@ def test_torchrun_two_processes_match_one_process(tmp_path, beta, tolerance):
         [*TORCHRUN_2, "-m", "leaveout", *_train_command(data, two, *extra)], check=True, env=ENV
     )
     for member in range(2):
-        a = tr.read_safetensors(tr.member_dir(one, member) / "last.safetensors")[0]
-        b = tr.read_safetensors(tr.member_dir(two, member) / "last.safetensors")[0]
+        a = RunDir(one).read_weights(member, "last")
+        b = RunDir(two).read_weights(member, "last")
         worst = max((a[k] - b[k]).abs().max().item() for k in a if a[k].is_floating_point())
         assert worst < tolerance, f"member {member}: largest weight difference {worst}"
     lines = (two / "metrics.jsonl").read_text().splitlines()
@@ -112,7 +118,7 @@ def test_two_member_jobs_into_one_run_directory(tmp_path, capsys):
     assert [job.wait() for job in jobs] == [0, 0]
     ensemble = LeaveOutEnsemble.load(out)
     assert ensemble.k == 2
-    records = tr.read_metrics(out)
+    records = RunDir(out).read_metrics()
     assert sorted((r["member"], r["epoch"]) for r in records) == [(0, 1), (0, 2), (1, 1), (1, 2)]
     assert main(["status", str(out)]) == 0
     assert capsys.readouterr().out.count("done") == 2
@@ -124,19 +130,19 @@ def test_status_shows_missing_stopped_and_failed(digits_run, tmp_path, capsys):
     _, run_dir, _ = digits_run
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
-    shutil.rmtree(tr.member_dir(copy, 3))
+    shutil.rmtree(RunDir(copy).member_dir(3))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    state_path = tr.member_dir(copy, 1) / "state.json"
+    state_path = RunDir(copy).member_dir(1) / "state.json"
     state = json.loads(state_path.read_text()) | {"status": "training", "pid": dead.pid}
     state_path.write_text(json.dumps(state))
-    failed_path = tr.member_dir(copy, 2) / "state.json"
+    failed_path = RunDir(copy).member_dir(2) / "state.json"
     failed = json.loads(failed_path.read_text()) | {
         "status": "failed",
         "error": "TrainingDivergedError: nan",
     }
     failed_path.write_text(json.dumps(failed))
-    statuses = [row["status"] for row in tr.run_status(copy)]
+    statuses = [row["status"] for row in RunDir(copy).status()]
     assert statuses[0] == "done" and statuses[1].startswith("stopped")
     assert statuses[2] == "failed: TrainingDivergedError: nan" and statuses[3] == "missing"
     assert main(["status", str(copy)]) == 0
@@ -166,13 +172,13 @@ def test_torchrun_resumes_after_the_job_is_stopped(tmp_path):
         run(stopped), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.time() + 120
-    while len(tr.read_metrics(stopped)) < 1 and time.time() < deadline:
+    while len(RunDir(stopped).read_metrics()) < 1 and time.time() < deadline:
         time.sleep(0.01)
     proc.send_signal(signal.SIGTERM)  # torchrun passes it on to its workers
     proc.wait()
-    assert len(tr.read_metrics(stopped)) < 6, "the job finished before it was stopped"
+    assert len(RunDir(stopped).read_metrics()) < 6, "the job finished before it was stopped"
     subprocess.run(run(stopped), check=True, env=ENV)
     for member in range(2):
-        a = tr.read_safetensors(tr.member_dir(whole, member) / "last.safetensors")[0]
-        b = tr.read_safetensors(tr.member_dir(stopped, member) / "last.safetensors")[0]
+        a = RunDir(whole).read_weights(member, "last")
+        b = RunDir(stopped).read_weights(member, "last")
         assert all(torch.equal(a[k], b[k]) for k in a), f"member {member} differs after the resume"

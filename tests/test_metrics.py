@@ -81,12 +81,13 @@ def test_all_metrics_match_scikit_learn(seed):
     )
 
 
-def test_ood_metrics_are_percentages_and_swap_only_fpr95():
+def test_ood_metrics_are_fractions_like_every_metric_and_swap_only_fpr95():
     rng = np.random.default_rng(0)
     ids, oods = rng.normal(1, 1, 300), rng.normal(0, 1, 300)
     a, b = ood_metrics(ids, oods), ood_metrics(ids, oods, ood_positive=True)
     assert set(a) == {"FPR95", "DetErr", "AUROC", "AUPR-In", "AUPR-Out"}
-    assert all(0 <= v <= 100 for v in a.values())
+    assert a["AUROC"] == auroc(ids, oods) and a["FPR95"] == fpr_at_tpr(ids, oods)
+    assert all(0 <= v <= 1 for v in a.values())
     assert {k: v for k, v in a.items() if k != "FPR95"} == {
         k: v for k, v in b.items() if k != "FPR95"
     }
@@ -95,4 +96,4 @@ def test_ood_metrics_are_percentages_and_swap_only_fpr95():
 
 def test_perfect_separation():
     m = ood_metrics(np.array([2.0, 3.0]), np.array([0.0, 1.0]))
-    assert m == {"FPR95": 0.0, "DetErr": 0.0, "AUROC": 100.0, "AUPR-In": 100.0, "AUPR-Out": 100.0}
+    assert m == {"FPR95": 0.0, "DetErr": 0.0, "AUROC": 1.0, "AUPR-In": 1.0, "AUPR-Out": 1.0}

@@ -110,3 +110,11 @@ def test_unknown_model_lists_known_ones():
     assert {"densenet_bc_100", "wrn_28_10", "resnet20", "tutorial_cnn", "digits_cnn"} <= set(
         list_models()
     )
+
+
+def test_settings_a_network_does_not_take_are_refused_by_name():
+    from leaveout.models import check_model
+
+    check_model("wrn_28_10", dropout=0.3)
+    with pytest.raises(ConfigError, match="'resnet8' has no setting 'dropout'"):
+        create_model("resnet8", 10, dropout=0.3)

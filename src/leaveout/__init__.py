@@ -1,42 +1,63 @@
 """leaveout: OOD detection with an ensemble of self-supervised leave-out classifiers.
 
 Vyas et al., "Out-of-Distribution Detection Using an Ensemble of Self Supervised Leave-out
-Classifiers", ECCV 2018.
+Classifiers", ECCV 2018. The layers, lowest first (docs/architecture.md): errors, files, config;
+data, partitions, models, losses, metrics, reports; rundir; ensemble; detectors; training,
+evaluation; cli.
 """
 
-from .batches import (
+from importlib import metadata as _metadata
+
+from .config import RunConfig, list_presets, load_preset, resolve
+from .data import (
     CIFAR_MEAN,
     CIFAR_STD,
+    DATASETS,
     Augment,
     BatchStream,
     CycledStream,
+    ImageSet,
     Normalization,
     PairedStream,
-)
-from .calibration import PAPER_EPSILONS, PAPER_TEMPERATURES, calibrate_left_out, calibrate_on_pair
-from .config import RunConfig, list_presets, load_preset, resolve
-from .data import (
-    ImageSet,
     Split,
+    catalog,
     decode_image,
-    fit_to_size,
+    default_data_root,
+    download,
     load_cifar,
+    load_dataset,
     load_digits,
     load_images,
     load_npz,
+    load_run_sets,
+    locate,
     noise_image,
     noise_images,
     odin_split,
     random_split,
+    read_named_images,
+    resize_image,
     save_npz,
     stratified_split,
 )
-from .datasets import DATASETS, catalog, default_data_root, download, load_dataset, locate
+from .detectors import (
+    PAPER_EPSILONS,
+    PAPER_TEMPERATURES,
+    Detector,
+    create_detector,
+    list_detectors,
+    load_detector,
+    register_detector,
+)
+from .ensemble import LeaveOutEnsemble
 from .errors import (
     ConfigError,
     CorruptFileError,
     DatasetNotFoundError,
     LeaveoutError,
+    LeaveoutWarning,
+    NotFittedError,
+    RunNotFoundError,
     ShapeError,
     TrainingDivergedError,
     UnsafePickleError,
@@ -44,13 +65,24 @@ from .errors import (
 )
 from .evaluation import evaluate
 from .losses import entropy, margin_entropy_loss
-from .metrics import aupr_in, aupr_out, auroc, detection_error, fpr_at_tpr, ood_metrics
+from .metrics import (
+    aupr_in,
+    aupr_out,
+    auroc,
+    detection_error,
+    fpr_at_tpr,
+    ood_metrics,
+    threshold_at_tpr,
+)
 from .models import count_parameters, create_model, list_models, register_model
 from .partitions import LeaveOutPartition
-from .scoring import Calibration, LeaveOutEnsemble, PytorchOODAdapter
+from .rundir import RunDir
 from .training import train
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("leaveout")
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "unknown"
 
 __all__ = [
     "CIFAR_MEAN",
@@ -60,19 +92,22 @@ __all__ = [
     "PAPER_TEMPERATURES",
     "Augment",
     "BatchStream",
-    "Calibration",
     "ConfigError",
     "CorruptFileError",
     "CycledStream",
     "DatasetNotFoundError",
+    "Detector",
     "ImageSet",
     "LeaveOutEnsemble",
     "LeaveOutPartition",
     "LeaveoutError",
+    "LeaveoutWarning",
     "Normalization",
+    "NotFittedError",
     "PairedStream",
-    "PytorchOODAdapter",
     "RunConfig",
+    "RunDir",
+    "RunNotFoundError",
     "ShapeError",
     "Split",
     "TrainingDivergedError",
@@ -82,10 +117,9 @@ __all__ = [
     "aupr_in",
     "aupr_out",
     "auroc",
-    "calibrate_left_out",
-    "calibrate_on_pair",
     "catalog",
     "count_parameters",
+    "create_detector",
     "create_model",
     "decode_image",
     "default_data_root",
@@ -93,16 +127,18 @@ __all__ = [
     "download",
     "entropy",
     "evaluate",
-    "fit_to_size",
     "fpr_at_tpr",
+    "list_detectors",
     "list_models",
     "list_presets",
     "load_cifar",
     "load_dataset",
+    "load_detector",
     "load_digits",
     "load_images",
     "load_npz",
     "load_preset",
+    "load_run_sets",
     "locate",
     "margin_entropy_loss",
     "noise_image",
@@ -110,9 +146,13 @@ __all__ = [
     "odin_split",
     "ood_metrics",
     "random_split",
+    "read_named_images",
+    "register_detector",
     "register_model",
+    "resize_image",
     "resolve",
     "save_npz",
     "stratified_split",
+    "threshold_at_tpr",
     "train",
 ]

@@ -1,52 +1,57 @@
-"""The `leaveout` command line."""
+"""The `leaveout` command line: a thin layer over the library, one function per subcommand."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from . import datasets
-from .config import list_presets
-from .errors import ConfigError, LeaveoutError
-from .reports import text_table
+from .config import RESIZE_RULES, list_presets
+from .data import sets as datasets
+from .detectors import CRITERIA, list_detectors
+from .devices import DEVICE_HELP
+from .errors import ConfigError, LeaveoutError, LeaveoutWarning
+
+DEFAULT_OOD = ["tiny_imagenet_crop", "tiny_imagenet_resize", "uniform", "gaussian"]
 
 
-def _add_data_root(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data-root",
-        type=Path,
-        default=None,
-        help="where datasets are looked for (default: $LEAVEOUT_DATA or ~/.cache/leaveout)",
-    )
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown after every option; examples kept as written."""
+
+
+def examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+# --- subcommands -----------------------------------------------------------------------------------
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    from .reports import text_table
+
     root = args.data_root or datasets.default_data_root()
     if args.name:
-        data = datasets.load_dataset(args.name, split=args.split, root=root)
-        print(data.describe())
+        print(datasets.load_dataset(args.name, split=args.split, root=root).describe())
         return 0
     rows = datasets.catalog(root, verify=args.verify)
     columns = ["name", "split", "kind", "status", "images", "location"]
-    if args.verify:
-        columns.append("checksum")
     print(f"data root: {root}\n")
-    print(text_table(rows, columns))
-    missing = [r for r in rows if r["status"] == "missing"]
+    print(text_table(rows, [*columns, "checksum"] if args.verify else columns))
+    missing = [r for r in rows if r["status"] == "missing" and r["split"] in ("all", "test")]
     if missing:
         print("\nmissing sets, with where to get them (or `leaveout download NAME`):")
         for row in missing:
-            if row["split"] in ("all", "test"):
-                print(f"  {row['name']}: {row['source']}")
+            print(f"  {row['name']}: {row['source']}")
     return 0
 
 
 def cmd_download(args: argparse.Namespace) -> int:
     root = args.data_root or datasets.default_data_root()
-    path = datasets.download(args.name, root, source=args.source, force=args.force)
-    print(f"{args.name}: {path} (checksum ok)")
+    done = datasets.download(args.name, root, source=args.source, force=args.force)
+    print(f"{args.name}: {done.path} ({done.checksum})")
     return 0
 
 
@@ -75,133 +80,183 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .training import run_status
+    from .reports import text_table
+    from .rundir import RunDir
 
-    rows = run_status(args.run_dir)
-    print(
-        text_table(rows, ["member", "status", "epoch", "val acc %", "val AUROC %", "last update"])
-    )
+    rows = RunDir(args.run_dir).status()
+    columns = ["member", "status", "epoch", "val acc %", "val AUROC %", "last update"]
+    print(text_table(rows, columns))
     return 0
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .calibration import calibrate_left_out, calibrate_on_pair, save_calibration
-    from .evaluation import id_test_parts, ood_parts, run_config
-    from .scoring import LeaveOutEnsemble
-    from .training import load_splits
+    from .detectors import calibrate, create_detector, run_sets, transfer_calibration
+    from .detectors.runs import fit_statistics
+    from .ensemble import LeaveOutEnsemble
+    from .evaluation import capped, id_test_parts, ood_parts
+    from .reports import format_number, text_table
+    from .rundir import RunDir
 
-    ensemble = LeaveOutEnsemble.load(args.run_dir, args.device)
-    if args.method != "leaveout":
-        return _calibrate_baseline(args, ensemble)
-    common = {
-        "criterion": args.criterion,
-        "gradient": args.gradient or "entropy",
-        "batch_size": args.batch_size,
-        "progress": not args.quiet,
-    }
-    splits = load_splits(run_config(args.run_dir), args.data_root)
+    run = RunDir(args.run_dir).require()
+    ensemble = LeaveOutEnsemble.load(run, args.device)
+    if ensemble.partition is None and not args.ood:
+        raise ConfigError(
+            f"{run.path} is a standard run: it has no left-out classes to calibrate on. Pass "
+            "--ood NAME, or calibrate a leave-out run with --also pointing here"
+        )
+    sets = run_sets(run, args.data_root)
+    detector = create_detector(args.method, ensemble, **scoring_options(args), **gradient(args))
+    detector.tpr, detector.criterion = args.tpr, args.criterion
+    fit_statistics(detector, run, sets["train"])
     if args.ood:
-        id_tune = id_test_parts(splits)["tune"]
-        ood_tune = ood_parts(args.ood, splits, args.data_root, ensemble.image_size)["tune"]
-        calibration, rows = calibrate_on_pair(ensemble, id_tune, ood_tune, **common)
-        source = f"ID test tuning part vs {args.ood} tuning part"
+        id_tune = capped(id_test_parts(sets)["tune"], args.max_images)
+        ood_tune = capped(
+            ood_parts(args.ood, sets, args.data_root, ensemble.image_size)["tune"], args.max_images
+        )
+        note(
+            args,
+            f"calibrating {args.method} on {len(id_tune)} ID and {len(ood_tune)} {args.ood} tuning images",
+        )
+        path = calibrate(run, detector, sets, ood=ood_tune, id_tuning=id_tune)
     else:
-        calibration, rows = calibrate_left_out(ensemble, splits["val"], **common)
-        source = "left-out classes (validation split)"
-    path = save_calibration(args.run_dir, calibration, rows, source, args.criterion)
-    print(text_table(rows, ["T", "eps", "FPR95", "DetErr", "AUROC"]))
+        note(
+            args,
+            f"calibrating {args.method} on the left-out classes of {ensemble.k} members "
+            f"(up to {args.max_images} validation images per side)",
+        )
+        path = calibrate(run, detector, sets, max_images=args.max_images)
+    keys = list(detector.grid_points()[0])
+    rows = [
+        {k: format_number(r[k]) for k in keys}
+        | {m: f"{100 * r[m]:.2f}" for m in ("FPR95", "DetErr", "AUROC")}
+        for r in detector.grid_
+    ]
+    print(text_table(rows, [*keys, "FPR95", "DetErr", "AUROC"]))
+    chosen = ", ".join(f"{k} = {format_number(v)}" for k, v in detector.hyperparameters().items())
     print(
-        f"\nchosen on {source} by {args.criterion}: T = {calibration.temperature:g}, "
-        f"eps = {calibration.epsilon:g}, threshold = {calibration.threshold:.4f}"
+        f"\n{args.method}: chosen on {detector.validation_} by {args.criterion}: {chosen}; "
+        f"threshold {format_number(detector.threshold_)} keeps {100 * args.tpr:g}% of ID validation images"
     )
     print(f"saved to {path}")
-    return 0
-
-
-def _calibrate_baseline(args: argparse.Namespace, ensemble: object) -> int:
-    from .calibration import calibrate_baseline_left_out, save_baseline_calibration
-    from .evaluation import cache_dir, gaussian_fits, run_config
-    from .training import load_splits
-
-    if args.ood:
-        raise ConfigError("baselines are calibrated on the ensemble's left-out classes; drop --ood")
-    splits = load_splits(run_config(args.run_dir), args.data_root)
-    fits = None
-    if args.method == "mahalanobis":
-        fits = gaussian_fits(
-            ensemble, splits["train"], cache_dir(args.run_dir, ensemble), args.batch_size
+    for other in args.also:
+        print(
+            f"also: {transfer_calibration(detector, RunDir(other).require(), args.device, args.data_root)}"
         )
-    settings, rows = calibrate_baseline_left_out(
-        args.method, ensemble, splits["val"], fits, args.criterion, batch_size=args.batch_size
-    )
-    source = f"left-out classes of {args.run_dir} (validation split)"
-    print(text_table(rows, [*settings, "FPR95", "DetErr", "AUROC"]))
-    for run_dir in [args.run_dir, *args.also]:
-        path = save_baseline_calibration(
-            run_dir, args.method, settings, rows, source, args.criterion
-        )
-        print(f"{args.method}: {settings}; saved to {path}")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate, results_markdown
 
+    params = {
+        key: value
+        for key, value in (("temperature", args.temperature), ("epsilon", args.epsilon))
+        if value is not None
+    } | gradient(args)
     result = evaluate(
         args.run_dir,
         args.ood,
         data_root=args.data_root,
-        method_name=args.method,
-        temperature=args.temperature,
-        epsilon=args.epsilon,
-        gradient=args.gradient,
+        method=args.method,
+        params=params,
         batch_size=args.batch_size,
         device=args.device,
         ood_positive=args.ood_positive,
         progress=not args.quiet,
+        out=args.out,
+        max_images=args.max_images,
     )
     print(results_markdown(result))
-    folder = Path(args.run_dir) / "eval"
-    print(f"written to {folder if args.method == 'leaveout' else folder / args.method}")
+    print(f"written to {result['folder']}")
     return 0
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from .data import read_named_images
-    from .reports import csv_table
-    from .scoring import LeaveOutEnsemble
+    from . import files
+    from .data.images import read_named_images
+    from .detectors import load_detector, run_sets
+    from .reports import csv_table, format_number
+    from .rundir import RunDir
 
-    ensemble = LeaveOutEnsemble.load(args.run_dir, args.device)
-    if ensemble.calibration is None or ensemble.calibration.threshold is None:
-        raise ConfigError(
-            f"{args.run_dir} has no calibration yet: run `leaveout calibrate {args.run_dir}`"
-        )
-    names, images = read_named_images(
-        args.paths, size=ensemble.image_size[0], skip_corrupt=args.skip_corrupt
+    run = RunDir(args.run_dir).require()
+    sets = None
+    detector = load_detector(
+        run,
+        args.method,
+        args.device,
+        data_root=args.data_root,
+        **scoring_options(args),
+        **gradient(args),
     )
-    scores = ensemble.score(images, batch_size=args.batch_size, progress=not args.quiet)
-    predicted = ensemble.predict(images, args.batch_size)
-    threshold = ensemble.calibration.threshold
+    if args.threshold is not None:
+        detector.threshold_, how = args.threshold, "given with --threshold"
+    elif args.tpr is not None or getattr(detector, "threshold_", None) is None:
+        if args.tpr is None and not run.read_calibration(args.method):
+            raise ConfigError(
+                f"{run.path} has no calibration of {args.method} yet: run `leaveout calibrate "
+                f"{run.path} --method {args.method}`, or pass --threshold or --tpr"
+            )
+        sets = sets or run_sets(run, args.data_root)
+        detector.tpr = args.tpr or detector.tpr
+        detector.fit(sets["val"], train=sets["train"])
+        how = f"keeps {100 * detector.tpr:g}% of the run's ID validation images"
+    else:
+        how = f"keeps {100 * detector.tpr:g}% of ID validation images (calibration)"
+    resize = args.resize or run.read_config().data.resize
+    found = read_named_images(
+        args.paths, detector.ensemble.image_size[0], args.skip_corrupt, resize
+    )
+    note(args, f"scoring {len(found.names)} images with {args.method}")
+    scores = detector.score_samples(found.images)
+    predicted = detector.ensemble.classify(found.images, args.batch_size)
+    threshold = detector.fitted_threshold()
     rows = [
         {
             "path": n,
-            "score": f"{s:.6f}",
+            "score": float(s),
             "is_ood": int(s < threshold),
-            "predicted": ensemble.classes[p],
+            "predicted": detector.ensemble.classes[p],
         }
-        for n, s, p in zip(names, scores, predicted)
+        for n, s, p in zip(found.names, scores, predicted)
     ]
-    text = csv_table(rows, ["path", "score", "is_ood", "predicted"])
-    if args.out:
-        from . import _io
-
-        _io.write_text(args.out, text)
-        flagged = sum(r["is_ood"] for r in rows)
-        print(
-            f"{len(rows)} images scored, {flagged} flagged OOD (threshold {threshold:.4f}); wrote {args.out}"
-        )
+    summary = f"{len(rows)} images scored, {sum(r['is_ood'] for r in rows)} flagged OOD (threshold {format_number(threshold)}, {how})"
+    if args.out and Path(args.out).suffix.lower() == ".json":
+        record = {
+            "run": str(run.path),
+            "method": detector.name,
+            "settings": detector.scoring_params(),
+            "threshold": threshold,
+            "threshold_rule": how,
+            "skipped": found.skipped,
+            "images": rows,
+        }
+        files.write_json(args.out, record)
+    elif args.out:
+        files.write_text(args.out, csv_table(rows, ["path", "score", "is_ood", "predicted"]))
     else:
-        print(text, end="")
+        print(csv_table(rows, ["path", "score", "is_ood", "predicted"]), end="")
+    print(
+        summary + (f"; wrote {args.out}" if args.out else ""),
+        file=sys.stderr if not args.out else sys.stdout,
+    )
+    return 0
+
+
+def cmd_detectors(args: argparse.Namespace) -> int:
+    from .detectors import detector_class
+    from .reports import text_table
+
+    rows = []
+    for name in list_detectors():
+        cls = detector_class(name)
+        rows.append(
+            {
+                "name": name,
+                "searches": ", ".join(cls.default_search_space) or "-",
+                "what": cls.summary,
+            }
+        )
+    print(text_table(rows, ["name", "searches", "what"]))
     return 0
 
 
@@ -212,142 +267,318 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- options shared by several subcommands -------------------------------------------------------
+
+
+def scoring_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"batch_size": args.batch_size, "progress": not args.quiet}
+
+
+def gradient(args: argparse.Namespace) -> dict[str, str]:
+    return {"gradient": args.gradient} if getattr(args, "gradient", None) else {}
+
+
+def note(args: argparse.Namespace, text: str) -> None:
+    if not args.quiet:
+        print(text, flush=True)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {value}")
+    return value
+
+
+def add_data_root(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="where data sets are looked for (default: $LEAVEOUT_DATA, else ~/.cache/leaveout)",
+    )
+
+
+def add_method(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--method",
+        default="leaveout",
+        choices=list_detectors(),
+        help=f"the detector to {what} (`leaveout detectors` lists them)",
+    )
+
+
+def add_scoring(p: argparse.ArgumentParser, gradient_option: bool = True) -> None:
+    if gradient_option:
+        p.add_argument(
+            "--gradient",
+            choices=["entropy", "odin"],
+            default=None,
+            help="leaveout only: the input step's gradient, entropy (the paper) or odin "
+            "(cross-entropy with the predicted label); default: the calibrated one, else entropy",
+        )
+    p.add_argument("--batch-size", type=positive_int, default=256, help="images per forward pass")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
+    p.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
+    add_data_root(p)
+
+
+# --- the parser ----------------------------------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="leaveout",
-        description="OOD detection with an ensemble of self-supervised leave-out classifiers",
+        description="OOD detection with an ensemble of self-supervised leave-out classifiers "
+        "(Vyas et al., ECCV 2018)",
+        formatter_class=HelpFormatter,
+        epilog=examples(
+            "leaveout demo",
+            "leaveout train --preset cpu-cifar10 --data-root ../shared/data --out runs/c10",
+            "leaveout evaluate runs/c10 --data-root ../shared/data",
+            "leaveout score runs/c10 my_photos/ --out scores.csv",
+        ),
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"leaveout {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("data", help="list known datasets and where they are, or describe one")
-    p.add_argument("name", nargs="?", help="describe this dataset (name or path) instead")
-    p.add_argument("--split", default=None, help="train or test (CIFAR)")
+    def command(name: str, summary: str, *lines: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            epilog=examples(*lines),
+            formatter_class=HelpFormatter,
+        )
+
+    p = command(
+        "data",
+        "list the known data sets and where they are looked for, or describe one",
+        "leaveout data --data-root ../shared/data --verify",
+        "leaveout data cifar10 --split train --data-root ../shared/data",
+        "leaveout data my_photos/",
+    )
+    p.add_argument("name", nargs="?", help="describe this set (a name or a path) instead")
+    p.add_argument("--split", default=None, help="train or test (CIFAR; default test)")
     p.add_argument("--verify", action="store_true", help="check archive and npz checksums")
-    _add_data_root(p)
+    add_data_root(p)
     p.set_defaults(func=cmd_data)
 
-    p = sub.add_parser("download", help="fetch a dataset's official archive and check its MD5")
-    p.add_argument("name", choices=[n for n, i in datasets.DATASETS.items() if i.archive])
+    p = command(
+        "download",
+        "fetch a set's official archive into the data root and check its MD5",
+        "leaveout download cifar10",
+        "leaveout download lsun_crop --source /mnt/mirror/LSUN.tar.gz",
+    )
+    p.add_argument(
+        "name", choices=[n for n, i in datasets.DATASETS.items() if i.archive], help="the set"
+    )
     p.add_argument("--source", help="a mirror URL or a local copy of the archive to use instead")
     p.add_argument("--force", action="store_true", help="download again even if present")
-    _add_data_root(p)
+    add_data_root(p)
     p.set_defaults(func=cmd_download)
 
-    p = sub.add_parser("train", help="train the leave-out ensemble (or a standard classifier)")
-    p.add_argument("--preset", default=None, help=f"one of: {', '.join(list_presets())}")
-    p.add_argument("--config", type=Path, help="a TOML file applied over the preset")
-    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a setting")
-    p.add_argument("--out", type=Path, required=True, help="the run directory")
+    p = command(
+        "train",
+        "train the leave-out ensemble (or a standard classifier) into a run directory",
+        "leaveout train --preset cpu-cifar10 --data-root ../shared/data --out runs/c10",
+        "leaveout train --preset cpu-cifar10 --mode standard --out runs/c10-standard",
+        'leaveout train --preset digits --set data.dataset="my_classes/" --out runs/mine',
+        "leaveout train --preset cpu-cifar10 --member 2 --out runs/c10   # one member as its own job",
+    )
+    p.add_argument(
+        "--preset", default=None, help=f"settings to start from: {', '.join(list_presets())}"
+    )
+    p.add_argument("--config", type=Path, help="a TOML file of settings applied over the preset")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override one setting (a TOML value), e.g. train.epochs=3; repeatable",
+    )
+    p.add_argument("--out", type=Path, required=True, help="the run directory (created or resumed)")
     p.add_argument(
         "--mode", choices=["leaveout", "standard"], help="shortcut for --set train.mode=..."
     )
-    p.add_argument(
-        "--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if present)"
-    )
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument(
         "--member", type=int, help="train only this member (members can run as separate jobs)"
     )
     p.add_argument(
-        "--force", action="store_true", help="continue a run directory whose config differs"
+        "--force", action="store_true", help="continue a run directory whose settings differ"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    _add_data_root(p)
+    add_data_root(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("status", help="per member: done, training, stopped, failed or missing")
-    p.add_argument("run_dir", type=Path)
+    p = command(
+        "status",
+        "show each member of a run: done, training, stopped, failed, missing, or missing weights",
+        "leaveout status runs/c10",
+    )
+    p.add_argument("run_dir", type=Path, help="the run directory")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("calibrate", help="choose T and eps on validation data (saved in the run)")
-    p.add_argument("run_dir", type=Path)
-    p.add_argument(
-        "--ood", help="validate against this OOD set's tuning part (default: left-out classes)"
+    p = command(
+        "calibrate",
+        "choose a detector's settings and threshold on validation data (saved in the run)",
+        "leaveout calibrate runs/c10 --data-root ../shared/data          # left-out classes",
+        "leaveout calibrate runs/c10 --method odin --also runs/c10-standard",
+        "leaveout calibrate runs/c10 --ood isun --criterion auroc --tpr 0.9",
     )
-    p.add_argument("--criterion", default="fpr95", choices=["fpr95", "auroc", "deterr"])
+    p.add_argument("run_dir", type=Path, help="the run directory")
+    add_method(p, "calibrate")
     p.add_argument(
-        "--method",
-        default="leaveout",
-        choices=["leaveout", "msp", "odin", "energy", "mahalanobis"],
-        help="calibrate a baseline instead (on the members' left-out classes)",
+        "--ood",
+        help="validate on this OOD set's tuning part against the ID test tuning part "
+        "(default: each member's own left-out classes, no OOD data)",
+    )
+    p.add_argument(
+        "--criterion",
+        default="fpr95",
+        choices=CRITERIA,
+        help="what the grid search minimises (ties: AUROC)",
+    )
+    p.add_argument(
+        "--tpr",
+        type=fraction,
+        default=0.95,
+        help="the threshold keeps this fraction of ID validation images",
+    )
+    p.add_argument(
+        "--max-images",
+        type=positive_int,
+        default=2000,
+        help="at most this many validation images per side",
     )
     p.add_argument(
         "--also",
         type=Path,
         nargs="*",
         default=[],
-        help="write a baseline's chosen settings into these runs too (e.g. a standard run)",
+        help="apply the chosen settings to these runs too (e.g. a standard classifier)",
     )
-    _add_scoring_options(p)
+    add_scoring(p)
     p.set_defaults(func=cmd_calibrate)
 
-    p = sub.add_parser("evaluate", help="metrics, tables and plots against OOD sets")
-    p.add_argument("run_dir", type=Path)
+    p = command(
+        "evaluate",
+        "metrics, tables and plots of a detector against OOD sets (ODIN's protocol)",
+        "leaveout evaluate runs/c10 --data-root ../shared/data",
+        "leaveout evaluate runs/c10-standard --method odin --ood tiny_imagenet_crop uniform",
+        "leaveout evaluate runs/demo --ood unseen my_ood_folder/ --max-images 500",
+    )
+    p.add_argument("run_dir", type=Path, help="the run directory")
     p.add_argument(
         "--ood",
         nargs="+",
-        default=["tiny_imagenet_crop", "tiny_imagenet_resize", "uniform", "gaussian"],
-        help="OOD sets: names, paths, or 'unseen' (the run's held-out classes)",
+        default=DEFAULT_OOD,
+        help="OOD sets: names, paths, or 'unseen' (the classes a run held out)",
     )
+    add_method(p, "evaluate")
+    p.add_argument("--temperature", type=float, help="override the calibrated temperature T")
     p.add_argument(
-        "--method",
-        default="leaveout",
-        choices=["leaveout", "msp", "odin", "energy", "mahalanobis"],
-        help="the ensemble's score, or a baseline (summed over the run's members)",
+        "--epsilon", type=float, help="override the calibrated input step eps (pixel units)"
     )
-    p.add_argument("--temperature", type=float, help="override the calibrated T")
-    p.add_argument("--epsilon", type=float, help="override the calibrated eps (pixel units)")
     p.add_argument(
         "--ood-positive",
         action="store_true",
-        help="FPR95 with OOD as the positive class (pytorch-ood/OpenOOD convention)",
+        help="FPR95 with OOD as the positive class (the pytorch-ood/OpenOOD convention)",
     )
-    _add_scoring_options(p)
+    p.add_argument(
+        "--max-images",
+        type=positive_int,
+        default=None,
+        help="score at most this many images per set",
+    )
+    p.add_argument(
+        "--out", type=Path, help="report folder (default: RUN_DIR/eval/<method>[-settings])"
+    )
+    add_scoring(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("score", help="score image files, folders or archives (CSV)")
-    p.add_argument("run_dir", type=Path)
-    p.add_argument("paths", nargs="+", help="image files, folders, .tar/.tar.gz/.zip archives")
-    p.add_argument("--out", type=Path, help="write the CSV here (default: standard output)")
-    p.add_argument(
-        "--skip-corrupt", action="store_true", help="skip unreadable images (with a warning)"
+    p = command(
+        "score",
+        "score image files, folders, archives or npz files: CSV or JSON with a decision per image",
+        "leaveout score runs/c10 photo.jpg my_photos/ more.zip",
+        "leaveout score runs/c10 my_photos/ --out scores.json --tpr 0.9",
+        "leaveout score runs/c10 images.npz --method energy --threshold 7.5 --out scores.csv",
     )
-    _add_scoring_options(p, data=False)
+    p.add_argument("run_dir", type=Path, help="the run directory")
+    p.add_argument(
+        "paths", nargs="+", help="image files, folders, .tar/.tar.gz/.zip archives, .npz arrays"
+    )
+    add_method(p, "score with")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="write here: .json for JSON, anything else CSV (default: CSV on stdout)",
+    )
+    decision = p.add_mutually_exclusive_group()
+    decision.add_argument(
+        "--tpr",
+        type=fraction,
+        help="flag OOD below the threshold that keeps this fraction of ID validation images",
+    )
+    decision.add_argument("--threshold", type=float, help="flag OOD below this score")
+    p.add_argument(
+        "--skip-corrupt", action="store_true", help="skip unreadable images (counted in one line)"
+    )
+    p.add_argument(
+        "--resize",
+        choices=RESIZE_RULES,
+        help="how images reach the network's size (default: the run's data.resize)",
+    )
+    add_scoring(p)
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser(
-        "demo", help="train, calibrate and evaluate on the embedded digits (about a minute)"
+    p = command(
+        "detectors", "list the registered detectors and what they search", "leaveout detectors"
     )
-    p.add_argument("--out", type=Path, default=Path("runs/demo"))
-    p.add_argument("--device", default="auto")
-    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_detectors)
+
+    p = command(
+        "demo",
+        "train, calibrate and evaluate on the embedded digits (about a minute on two cores)",
+        "leaveout demo",
+        "leaveout demo --out /tmp/demo --quiet",
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="the run directory")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
     return parser
 
 
-def _add_scoring_options(p: argparse.ArgumentParser, data: bool = True) -> None:
-    p.add_argument(
-        "--gradient",
-        choices=["entropy", "odin"],
-        default=None,
-        help="input-step gradient: entropy (paper, default) or odin (cross-entropy)",
-    )
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    if data:
-        _add_data_root(p)
+def show_warning(
+    message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any
+) -> None:
+    """Warnings as one line each, without source lines."""
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except LeaveoutError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", LeaveoutWarning)
+        warnings.showwarning = show_warning
+        try:
+            return int(args.func(args) or 0)
+        except LeaveoutError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

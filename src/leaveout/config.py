@@ -17,6 +17,8 @@ from typing import Any
 
 from .errors import ConfigError
 
+RESIZE_RULES = ("shorter-side", "stretch", "center-crop")
+NORMALIZATIONS = ("cifar", "fit")
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -35,12 +37,17 @@ class DataSettings:
     padding: int = 4  # random-crop padding in pixels (0: no crop)
     hflip: bool = True
     normalization: str = "cifar"  # "cifar" (ODIN's mean/std) or "fit" (from the training images)
+    resize: str = "shorter-side"  # how images of folders/archives reach 32x32: see RESIZE_RULES
 
 
 @dataclass
 class ModelSettings:
     name: str = "densenet_bc_100"
     dropout: float | None = None  # only for networks that take it (wrn_28_10)
+
+    def kwargs(self) -> dict[str, Any]:
+        """The keyword arguments for `models.create_model` beyond the class count."""
+        return {} if self.dropout is None else {"dropout": self.dropout}
 
 
 @dataclass
@@ -88,12 +95,17 @@ class RunConfig:
         _choice("train.select", self.train.select, ("auroc", "accuracy", "last"))
         _choice("train.amp", self.train.amp, ("none", "bf16", "fp16"))
         _choice("optim.schedule", self.optim.schedule, ("linear", "step", "cosine", "constant"))
-        _choice("data.normalization", self.data.normalization, ("cifar", "fit"))
+        _choice("data.normalization", self.data.normalization, NORMALIZATIONS)
+        _choice("data.resize", self.data.resize, RESIZE_RULES)
         if self.train.mode == "standard" and self.train.select == "auroc":
             self.train.select = "accuracy"  # no left-out classes to compute an AUROC on
         for key in ("epochs", "batch_size", "ood_batch_size", "eval_batch_size"):
             if getattr(self.train, key) < 1:
                 raise ConfigError(f"train.{key} must be at least 1")
+        if self.train.mode == "leaveout" and self.train.k < 2:
+            raise ConfigError(f"train.k must be at least 2, got {self.train.k}")
+        if not 0 < self.data.val_fraction < 1 or not 0 < self.data.test_fraction < 1:
+            raise ConfigError("data.val_fraction and data.test_fraction must lie in (0, 1)")
         return self
 
     def to_dict(self) -> dict[str, dict[str, Any]]:

@@ -1,20 +1,14 @@
-"""Scale-out helpers: data parallelism under torchrun, and locks for members run as separate jobs.
+"""Data parallelism under torchrun.
 
 Under `torchrun --nproc_per_node N -m leaveout train ...` every process trains the same member on
 its shard of each global batch (DistributedDataParallel: gloo on CPU, nccl on CUDA); only rank 0
-writes files. Several `--member i` jobs may share one run directory: they serialise the creation
-of the shared files with a lock and otherwise write only into their own member folder.
+writes files. (Members run as separate jobs share a run directory through `RunDir.lock`.)
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
-import socket
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -70,40 +64,6 @@ def sum_across(values: torch.Tensor, world: World) -> torch.Tensor:
     values = values.clone()
     dist.all_reduce(values)
     return values
-
-
-def shard(global_part: torch.Tensor, world: World) -> torch.Tensor:
-    """This rank's contiguous slice of a global batch's rows."""
-    if world.size == 1:
-        return global_part
-    return torch.tensor_split(global_part, world.size)[world.rank]
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock on `path` (created if missing), released on exit or process death."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def this_host() -> str:
-    return socket.gethostname()
-
-
-def process_alive(pid: int) -> bool:
-    """Whether process `pid` exists on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def check_batch(batch_size: int, world: World, what: str) -> None:

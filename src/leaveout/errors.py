@@ -11,6 +11,14 @@ class DatasetNotFoundError(LeaveoutError, FileNotFoundError):
     """A dataset is not where it was looked for; the message says where and how to get it."""
 
 
+class RunNotFoundError(LeaveoutError, FileNotFoundError):
+    """A run directory, or a file it should hold (a member's weights), is missing."""
+
+
+class NotFittedError(LeaveoutError, AttributeError):
+    """A detector was asked for a decision before `fit` set its threshold."""
+
+
 class CorruptFileError(LeaveoutError, ValueError):
     """A file exists but cannot be read (truncated, wrong format, bad checksum)."""
 
@@ -33,3 +41,7 @@ class TrainingDivergedError(LeaveoutError, RuntimeError):
 
 class WriteError(LeaveoutError, OSError):
     """A file could not be written (disk full, no permission); the previous version is intact."""
+
+
+class LeaveoutWarning(UserWarning):
+    """Something works but deserves a look (tiny sets, skipped files); the CLI prints one line."""

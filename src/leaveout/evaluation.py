@@ -1,290 +1,195 @@
-"""Evaluation on the ODIN protocol: ID test images against OOD sets, tables and plots.
+"""Evaluation on the ODIN protocol: ID test images against OOD sets, with tables and plots.
 
 Every set is split by ODIN's rule: the first 1000 images tune, the rest report (sets of fewer
-than 2000 images: the first fifth tunes). Metrics are computed on the reporting parts.
-Scores are cached under RUN_DIR/eval/cache/<weights digest>/ per (set, method settings, image
-content).
+than 2000 images: the first fifth tunes). Metrics are computed on the reporting parts. Scores
+are cached in the run directory per (weights, set, detector settings, image content).
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from . import _io
-from .baselines import METHODS, GaussianFit, fit_member_gaussians, score_baseline
-from .calibration import calibrate_left_out, save_calibration
-from .config import RunConfig, read_toml
-from .data import ImageSet, Split, odin_split
-from .datasets import load_dataset
-from .errors import ConfigError, ShapeError
+from . import files
+from .data.sets import load_dataset
+from .data.imageset import ImageSet
+from .data.splits import report_split
+from .detectors import Detector, calibrate, load_detector, run_sets
+from .detectors.base import subsample
+from .ensemble import LeaveOutEnsemble
+from .errors import ConfigError, LeaveoutWarning, ShapeError
 from .metrics import METRIC_NAMES, ood_metrics
-from .reports import csv_table, markdown_table, plot_roc, plot_score_histogram
-from .scoring import LeaveOutEnsemble
-from .training import load_splits
+from .reports import csv_table, markdown_table, percent_rows, plot_roc, plot_score_histogram
+from .rundir import RunDir
 
-Scorer = Callable[[ImageSet], np.ndarray]
-
-
-def report_split(n: int) -> Split:
-    """ODIN's tuning/reporting split; the first fifth tunes when a set has under 2000 images."""
-    return odin_split(n, 1000 if n >= 2000 else max(1, n // 5))
+# Below this many OOD images a reporting part gives coarse metrics (FPR95 moves in large steps).
+MIN_OOD_IMAGES = 50
 
 
-def run_config(run_dir: Path) -> RunConfig:
-    return RunConfig.from_dict(read_toml(Path(run_dir) / "config.toml")).validate()
-
-
-def id_test_parts(splits: dict[str, ImageSet]) -> dict[str, ImageSet]:
-    """{"tune", "report"} of a run's ID test split (`splits` from `training.load_splits`)."""
-    test = splits["test"]
+def id_test_parts(sets: dict[str, ImageSet]) -> dict[str, ImageSet]:
+    """{"tune", "report"} of a run's ID test split."""
+    test = sets["test"]
     return report_split(len(test)).apply(test)
 
 
 def ood_parts(
     name: str,
-    splits: dict[str, ImageSet],
+    sets: dict[str, ImageSet],
     data_root: str | Path | None,
     image_size: tuple[int, int],
 ) -> dict[str, ImageSet]:
     """{"tune", "report"} of an OOD set by name ("unseen": the run's held-out classes) or path."""
     if name == "unseen":
-        parts = splits
-        if "unseen" not in parts:
+        if "unseen" not in sets:
             raise ConfigError(
                 "'unseen' needs a run trained with data.id_classes (some classes held out)"
             )
-        data = parts["unseen"]
+        data = sets["unseen"]
     else:
         data = load_dataset(name, root=data_root, size=image_size[0])
     if data.image_size != tuple(image_size):
         raise ShapeError(
-            f"OOD set {name} has {data.image_size} images; the ensemble takes {tuple(image_size)}"
+            f"OOD set {name} has {data.image_size} images; the network takes {tuple(image_size)}"
         )
+    if len(data) < 2:
+        raise ShapeError(f"OOD set {name} has {len(data)} images; at least 2 are needed")
     return report_split(len(data)).apply(data)
 
 
-def cache_dir(run_dir: Path, ensemble: LeaveOutEnsemble) -> Path:
-    """Where scores and fits of these weights are cached: retrained weights get a fresh folder."""
-    return Path(run_dir) / "eval" / "cache" / ensemble.weights_id
+def capped(data: ImageSet, max_images: int | None, seed: int = 0) -> ImageSet:
+    """A seeded subsample of at most `max_images` images (all of them when None)."""
+    if max_images is None or len(data) <= max_images:
+        return data
+    return data.subset(subsample(np.arange(len(data)), max_images, seed), data.name)
 
 
-def fingerprint(images: np.ndarray) -> str:
-    return hashlib.sha1(np.ascontiguousarray(images).data).hexdigest()[:12]
+def cached_scores(run: RunDir, detector: Detector, set_name: str, data: ImageSet) -> np.ndarray:
+    """detector.score_samples(data), cached per weights, settings and image content."""
+    key = f"scores-{Path(set_name).name}-{detector.cache_key()}-{data.fingerprint()}"
+
+    def compute() -> dict[str, torch.Tensor]:
+        return {"scores": torch.from_numpy(detector.score_samples(data))}
+
+    return run.cached(detector.ensemble.weights_id, key, compute)["scores"].numpy()
 
 
-def cached_scores(
-    folder: Path, set_name: str, key: str, data: ImageSet, scorer: Scorer
-) -> np.ndarray:
-    """scorer(data), read from / written to folder/<set>-<key>-<content hash>.npy."""
-    path = folder / f"{Path(set_name).name}-{key}-{fingerprint(data.images)}.npy"
-    if path.is_file():
-        return np.load(path, allow_pickle=False)
-    scores = np.asarray(scorer(data), dtype=np.float64)
-    buffer = io.BytesIO()
-    np.save(buffer, scores, allow_pickle=False)
-    _io.write_bytes(path, buffer.getvalue())
-    return scores
-
-
-@dataclass
-class Method:
-    """A scoring method bound to its settings: `scorer` and a cache `key`."""
-
-    name: str
-    key: str
-    scorer: Scorer
-    settings: dict[str, Any]
-
-
-def leaveout_method(
+def prepare_detector(
+    run: RunDir,
+    method: str,
     ensemble: LeaveOutEnsemble,
-    temperature: float,
-    epsilon: float,
-    gradient: str,
-    batch_size: int,
-    progress: bool,
-) -> Method:
-    def scorer(data: ImageSet) -> np.ndarray:
-        return ensemble.score(data, temperature, epsilon, gradient, batch_size, progress)
+    sets: dict[str, ImageSet],
+    params: dict[str, Any],
+    **options: Any,
+) -> tuple[Detector, str]:
+    """The detector to evaluate and how its settings were chosen.
 
-    return Method(
-        "leaveout",
-        f"leaveout-{gradient}-T{temperature:g}-eps{epsilon:g}",
-        scorer,
-        {"temperature": temperature, "epsilon": epsilon, "gradient": gradient},
-    )
-
-
-BASELINE_DEFAULTS: dict[str, dict[str, float]] = {
-    "msp": {"temperature": 1.0},
-    "energy": {"temperature": 1.0},
-    "odin": {"temperature": 1000.0, "epsilon": 0.0014},  # ODIN's CIFAR-10 DenseNet values
-    "mahalanobis": {"epsilon": 0.0},
-}
-
-
-def baseline_settings(
-    name: str, run_dir: Path, temperature: float | None, epsilon: float | None
-) -> dict[str, float]:
-    """Defaults, then RUN_DIR/calibration-<name>.json if present, then explicit values."""
-    import json
-
-    settings = dict(BASELINE_DEFAULTS[name])
-    saved = run_dir / f"calibration-{name}.json"
-    if saved.is_file():
-        record = json.loads(saved.read_text())
-        settings |= {k: float(record[k]) for k in settings if k in record}
-    for key, value in (("temperature", temperature), ("epsilon", epsilon)):
-        if value is not None:
-            if key not in settings:
-                raise ConfigError(f"method {name} has no {key}")
-            settings[key] = float(value)
-    return settings
-
-
-def gaussian_fits(
-    ensemble: LeaveOutEnsemble, train: ImageSet, folder: Path, batch_size: int
-) -> list[GaussianFit]:
-    """Mahalanobis class means and precision per member, fitted once and cached."""
-    from safetensors.torch import load_file, save
-
-    path = folder / f"gaussians-{fingerprint(train.images)}.safetensors"
-    if path.is_file():
-        tensors = load_file(path)
-        return [
-            GaussianFit(
-                tensors[f"means.{m}"].to(ensemble.device),
-                tensors[f"precision.{m}"].to(ensemble.device),
-            )
-            for m in range(ensemble.k)
-        ]
-    fits = fit_member_gaussians(ensemble, train, batch_size)
-    tensors = {}
-    for m, fit in enumerate(fits):
-        tensors[f"means.{m}"] = fit.means.cpu().contiguous()
-        tensors[f"precision.{m}"] = fit.precision.cpu().contiguous()
-    _io.write_bytes(path, save(tensors))
-    return fits
-
-
-def make_method(
-    name: str,
-    ensemble: LeaveOutEnsemble,
-    splits: dict[str, ImageSet],
-    run_dir: Path,
-    temperature: float | None = None,
-    epsilon: float | None = None,
-    gradient: str | None = None,
-    batch_size: int = 256,
-    progress: bool = False,
-) -> Method:
-    """The scorer of `name` (leaveout, msp, odin, energy, mahalanobis) with its settings."""
-    if name not in METHODS:
-        raise ConfigError(f"method must be one of {', '.join(METHODS)}; got {name!r}")
-    if name == "leaveout":
-        if ensemble.partition is None:
-            raise ConfigError(
-                f"{run_dir} is a standard run: use --method msp, odin, energy or mahalanobis"
-            )
-        if temperature is None and epsilon is None:
-            ensure_calibration(ensemble, run_dir, splits["val"], batch_size, progress)
-        t, e = ensemble._settings(temperature, epsilon)
-        grad = gradient or (ensemble.calibration.gradient if ensemble.calibration else "entropy")
-        return leaveout_method(ensemble, t, e, grad, batch_size, progress)
-    settings = baseline_settings(name, run_dir, temperature, epsilon)
-    fits = None
-    if name == "mahalanobis":
-        fits = gaussian_fits(ensemble, splits["train"], cache_dir(run_dir, ensemble), batch_size)
-
-    def scorer(data: ImageSet) -> np.ndarray:
-        return score_baseline(name, ensemble, data, settings, fits, batch_size)
-
-    key = name + "".join(f"-{k[0].upper()}{v:g}" for k, v in settings.items())
-    return Method(name, key, scorer, settings)
-
-
-def ensure_calibration(
-    ensemble: LeaveOutEnsemble,
-    run_dir: Path,
-    validation: ImageSet,
-    batch_size: int,
-    progress: bool,
-) -> None:
-    """Calibrate on left-out classes (and save) when the run has no calibration yet."""
-    if ensemble.calibration is not None or ensemble.partition is None:
-        return
-    calibration, rows = calibrate_left_out(
-        ensemble, validation, batch_size=batch_size, progress=progress
-    )
-    save_calibration(run_dir, calibration, rows, "left-out classes (validation split)", "fpr95")
-    ensemble.calibration = calibration
+    A leave-out run without a calibration for these weights is calibrated on its left-out
+    classes first (and saved); a standard run without one uses the detector's defaults.
+    """
+    if method == "leaveout" and ensemble.partition is None:
+        raise ConfigError(
+            f"{run.path} is a standard run (no left-out classes): use --method msp, odin, "
+            "energy or mahalanobis"
+        )
+    detector = load_detector(run, method, ensemble=ensemble, sets=sets, **options, **params)
+    calibrated = getattr(detector, "validation_", None)
+    if calibrated is None and not params and ensemble.partition is not None:
+        calibrate(run, detector, sets)
+        calibrated = detector.validation_
+    return detector, calibrated or "the detector's defaults (not calibrated)"
 
 
 def evaluate(
     run_dir: str | Path,
     ood_names: Sequence[str],
     data_root: str | Path | None = None,
-    method_name: str = "leaveout",
-    temperature: float | None = None,
-    epsilon: float | None = None,
-    gradient: str | None = None,
+    method: str = "leaveout",
+    params: dict[str, Any] | None = None,
     batch_size: int = 256,
     device: str = "cpu",
     ood_positive: bool = False,
     progress: bool = True,
     plots: bool = True,
+    out: str | Path | None = None,
+    max_images: int | None = None,
 ) -> dict[str, Any]:
-    """Score the ID test reporting part and every OOD set; write RUN_DIR/eval/ reports
-    (RUN_DIR/eval/<method>/ for the baselines).
+    """Score the ID test reporting part and every OOD set's; write results.json/csv/md and plots.
 
-    Returns {"method", "settings", "id_accuracy", "convention", "rows": [per-OOD metrics]}.
+    params: settings that override the calibrated ones (e.g. {"temperature": 10.0}).
+    Reports go to `out`, else RUN_DIR/eval/<method>/ (a folder named after the overridden
+    settings when params are given). max_images caps every reporting part (seeded subsample).
+    Metrics in the returned dict are fractions; the tables show percent.
     """
-    run_dir = Path(run_dir)
     started = time.time()
-    ensemble = LeaveOutEnsemble.load(run_dir, device)
-    splits = load_splits(run_config(run_dir), data_root)
-    method = make_method(
-        method_name, ensemble, splits, run_dir, temperature, epsilon, gradient, batch_size, progress
+    run = RunDir(run_dir).require()
+    ensemble = LeaveOutEnsemble.load(run, device)
+    sets = run_sets(run, data_root)
+    params = dict(params or {})
+    detector, chosen = prepare_detector(
+        run, method, ensemble, sets, params, batch_size=batch_size, progress=progress
     )
-    cache = cache_dir(run_dir, ensemble)
-    out_dir = run_dir / "eval" if method_name == "leaveout" else run_dir / "eval" / method_name
+    folder = Path(out) if out else run.eval_dir(detector.cache_key() if params else method)
 
-    id_report = id_test_parts(splits)["report"]
-    id_scores = cached_scores(cache, "id-test", method.key, id_report, method.scorer)
+    id_report = capped(id_test_parts(sets)["report"], max_images)
+    say(progress, f"scoring {len(id_report)} ID test images ({id_report.name})")
+    id_scores = cached_scores(run, detector, "id-test", id_report)
     assert id_report.labels is not None
-    accuracy = 100.0 * float(np.mean(ensemble.predict(id_report, batch_size) == id_report.labels))
+    accuracy = float(np.mean(ensemble.classify(id_report, batch_size) == id_report.labels))
 
     rows, curves = [], {}
     for name in ood_names:
-        report = ood_parts(name, splits, data_root, ensemble.image_size)["report"]
-        ood_scores = cached_scores(cache, name, method.key, report, method.scorer)
+        report = capped(ood_parts(name, sets, data_root, ensemble.image_size)["report"], max_images)
+        warn_if_small(name, len(report))
+        say(progress, f"scoring {len(report)} images of {name} (reporting part)")
+        ood_scores = cached_scores(run, detector, name, report)
         metrics = ood_metrics(id_scores, ood_scores, ood_positive)
-        rows.append({"ood": name, "n_id": len(id_scores), "n_ood": len(ood_scores), **metrics})
-        curves[name] = (id_scores, ood_scores)
+        label = set_label(name)
+        rows.append({"ood": label, "n_id": len(id_scores), "n_ood": len(ood_scores), **metrics})
+        curves[label] = (id_scores, ood_scores)
     result = {
-        "method": method.name,
-        "settings": method.settings,
+        "method": detector.name,
+        "settings": detector.scoring_params(),
+        "chosen_on": chosen,
         "id_accuracy": accuracy,
         "convention": "OOD positive" if ood_positive else "ID positive",
+        "units": "fractions (tables: percent)",
         "rows": rows,
         "seconds": time.time() - started,
+        "folder": str(folder),
     }
-    write_results(out_dir, result)
+    write_results(folder, result)
     if plots:
-        for name, (ids, oods) in curves.items():
-            plot_score_histogram(
-                out_dir / f"hist_{Path(name).name}.png", ids, oods, name, method.name
-            )
-        plot_roc(out_dir / "roc.png", curves, method.name)
+        for label, (ids, oods) in curves.items():
+            plot_score_histogram(folder / f"hist_{label}.png", ids, oods, label, detector.name)
+        plot_roc(folder / "roc.png", curves, detector.name)
     return result
+
+
+def set_label(name: str) -> str:
+    """A short name for a set given by name or path: the file or folder name."""
+    return Path(name).name.split(".")[0] or name
+
+
+def warn_if_small(name: str, count: int) -> None:
+    if count < MIN_OOD_IMAGES:
+        warnings.warn(
+            LeaveoutWarning(
+                f"{name}: only {count} OOD images in the reporting part (under {MIN_OOD_IMAGES}); "
+                "FPR95 and the other metrics move in coarse steps"
+            ),
+            stacklevel=3,
+        )
+
+
+def say(progress: bool, text: str) -> None:
+    if progress:
+        print(text, flush=True)
 
 
 RESULT_COLUMNS = ("ood", "n_id", "n_ood", *METRIC_NAMES)
@@ -292,28 +197,27 @@ RESULT_COLUMNS = ("ood", "n_id", "n_ood", *METRIC_NAMES)
 
 def results_markdown(result: dict[str, Any]) -> str:
     settings = ", ".join(f"{k} = {v}" for k, v in result["settings"].items())
+    fpr95 = (
+        "ID rejected when 95% of OOD is rejected"
+        if result["convention"] == "OOD positive"
+        else "OOD accepted when 95% of ID is accepted"
+    )
     return (
-        f"Method: {result['method']} ({settings}). ID accuracy: {result['id_accuracy']:.2f}%. "
-        f"Metrics in percent, {result['convention']} (FPR95 = "
-        + (
-            "ID rejected when 95% of OOD is rejected"
-            if result["convention"] == "OOD positive"
-            else "OOD accepted when 95% of ID is accepted"
-        )
-        + ").\n\n"
-        + markdown_table(result["rows"], RESULT_COLUMNS)
+        f"Method: {result['method']} ({settings}; chosen on {result['chosen_on']}). "
+        f"ID accuracy: {100 * result['id_accuracy']:.2f}%. Metrics in percent, "
+        f"{result['convention']} (FPR95 = {fpr95}).\n\n"
+        + markdown_table(percent_rows(result["rows"], METRIC_NAMES), RESULT_COLUMNS)
         + "\n"
     )
 
 
-def write_results(out_dir: Path, result: dict[str, Any]) -> None:
-    """results.json, results.csv and results.md in `out_dir` (atomic writes)."""
-    _io.write_json(out_dir / "results.json", result)
+def write_results(folder: Path, result: dict[str, Any]) -> None:
+    """results.json (fractions), results.csv and results.md (percent) in `folder`, atomically."""
+    files.write_json(folder / "results.json", result)
     rows = [
-        r | {"method": result["method"], "id_accuracy": result["id_accuracy"]}
-        for r in result["rows"]
+        r | {"method": result["method"], "id_accuracy": 100 * result["id_accuracy"]}
+        for r in percent_rows(result["rows"], METRIC_NAMES)
     ]
-    _io.write_text(
-        out_dir / "results.csv", csv_table(rows, ("method", *RESULT_COLUMNS, "id_accuracy"))
-    )
-    _io.write_text(out_dir / "results.md", results_markdown(result))
+    columns = ("method", *RESULT_COLUMNS, "id_accuracy")
+    files.write_text(folder / "results.csv", csv_table(rows, columns, digits=None))
+    files.write_text(folder / "results.md", results_markdown(result))

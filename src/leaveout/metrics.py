@@ -1,7 +1,8 @@
 """OOD metrics from exact curves over all distinct scores (method.md section 7).
 
 Convention: scores are higher = more in-distribution; ID is the positive class unless
-`ood_positive=True` (the convention of pytorch-ood and OpenOOD).
+`ood_positive=True` (the convention of pytorch-ood and OpenOOD). Every function returns a
+fraction in [0, 1]; reports (tables, plots) show percent.
 """
 
 from __future__ import annotations
@@ -93,15 +94,29 @@ METRIC_NAMES = ("FPR95", "DetErr", "AUROC", "AUPR-In", "AUPR-Out")
 def ood_metrics(
     id_scores: np.ndarray, ood_scores: np.ndarray, ood_positive: bool = False
 ) -> dict[str, float]:
-    """The five metrics in percent. Scores: higher = more ID.
+    """The five metrics as fractions. Scores: higher = more ID.
 
     ood_positive switches FPR95 to the pytorch-ood/OpenOOD convention (the fraction of ID
     rejected when 95% of OOD is rejected); the other four do not depend on the convention.
     """
     return {
-        "FPR95": 100 * fpr_at_tpr(id_scores, ood_scores, 0.95, ood_positive),
-        "DetErr": 100 * detection_error(id_scores, ood_scores),
-        "AUROC": 100 * auroc(id_scores, ood_scores),
-        "AUPR-In": 100 * aupr_in(id_scores, ood_scores),
-        "AUPR-Out": 100 * aupr_out(id_scores, ood_scores),
+        "FPR95": fpr_at_tpr(id_scores, ood_scores, 0.95, ood_positive),
+        "DetErr": detection_error(id_scores, ood_scores),
+        "AUROC": auroc(id_scores, ood_scores),
+        "AUPR-In": aupr_in(id_scores, ood_scores),
+        "AUPR-Out": aupr_out(id_scores, ood_scores),
     }
+
+
+def threshold_at_tpr(id_scores: np.ndarray, tpr: float = 0.95) -> float:
+    """The largest threshold that accepts (score >= threshold) at least `tpr` of `id_scores`.
+
+    An input is called in-distribution when its score is >= the threshold: the decision point
+    of `Detector.predict` and of `leaveout score`.
+    """
+    if not 0 < tpr <= 1:
+        raise ShapeError(f"tpr must lie in (0, 1], got {tpr}")
+    ordered = np.sort(np.asarray(id_scores, dtype=np.float64).ravel())
+    if not len(ordered):
+        raise ShapeError("a threshold needs at least one ID score")
+    return float(ordered[int(np.floor((1 - tpr) * len(ordered) + 1e-9))])

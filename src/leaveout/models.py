@@ -6,13 +6,15 @@ Every model takes `num_classes` and `in_channels`, maps (B, C, H, W) float to lo
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ConfigError
+from .errors import ConfigError, ShapeError
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
@@ -29,10 +31,22 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs: object) -> nn.Module:
-    """A fresh network `name` with `num_classes` outputs (initialised from torch's global RNG)."""
+def check_model(name: str, **kwargs: Any) -> None:
+    """Refuse an unknown network, or a setting (e.g. dropout) that the network does not take."""
     if name not in _REGISTRY:
         raise ConfigError(f"unknown model {name!r}; known: {', '.join(list_models())}")
+    takes = set(inspect.signature(_REGISTRY[name]).parameters) - {"num_classes", "in_channels"}
+    for key in kwargs:
+        if key not in takes:
+            raise ConfigError(
+                f"model {name!r} has no setting {key!r}"
+                + (f"; it takes {', '.join(sorted(takes))}" if takes else "")
+            )
+
+
+def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs: Any) -> nn.Module:
+    """A fresh network `name` with `num_classes` outputs (initialised from torch's global RNG)."""
+    check_model(name, **kwargs)
     return _REGISTRY[name](num_classes=num_classes, in_channels=in_channels, **kwargs)
 
 
@@ -307,3 +321,26 @@ class DigitsNet(_Classifier):
 def digits_cnn(num_classes: int, in_channels: int = 3) -> nn.Module:
     """Three conv layers (16/32/64 channels), for the digits demo (about 24k parameters)."""
     return DigitsNet(num_classes, in_channels)
+
+
+def load_state(model: nn.Module, tensors: dict[str, torch.Tensor], source: object) -> None:
+    """Copy weights into `model`; a missing, extra or mis-shaped tensor is an error naming `source`."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    wrong = [
+        f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in tensors and tensors[k].shape != v.shape
+    ]
+    problems = [
+        f"missing {missing[:3]}" if missing else "",
+        f"unexpected {extra[:3]}" if extra else "",
+        f"shape {wrong[:3]}" if wrong else "",
+    ]
+    if any(problems):
+        raise ShapeError(
+            f"{source} does not fit the network {type(model).__name__}: "
+            + "; ".join(p for p in problems if p)
+        )
+    model.load_state_dict(tensors)

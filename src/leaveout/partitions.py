@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import _io
+from . import files
 from .errors import ConfigError, CorruptFileError
 
 
@@ -91,14 +90,14 @@ class LeaveOutPartition:
         }
 
     def save(self, path: str | Path) -> None:
-        _io.write_json(path, self.to_dict())
+        files.write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> LeaveOutPartition:
+        obj = files.read_json(path)
         try:
-            obj = json.loads(Path(path).read_text())
             part = cls(int(obj["num_classes"]), groups=obj["groups"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:
             raise CorruptFileError(f"{path}: not a saved partition ({exc})") from exc
         object.__setattr__(part, "seed", obj.get("seed"))
         return part

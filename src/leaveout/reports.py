@@ -6,6 +6,7 @@ import csv
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,14 @@ def markdown_table(rows: Sequence[dict[str, object]], columns: Sequence[str]) ->
     return "\n".join([head, rule, *body])
 
 
-def csv_table(rows: Sequence[dict[str, object]], columns: Sequence[str]) -> str:
+def csv_table(
+    rows: Sequence[dict[str, object]], columns: Sequence[str], digits: int | None = None
+) -> str:
+    """CSV with a header; floats at full precision unless `digits` is given."""
+    if digits is not None:
+        rows = [
+            {k: round(v, digits) if isinstance(v, float) else v for k, v in r.items()} for r in rows
+        ]
     out = io.StringIO()
     writer = csv.DictWriter(
         out, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n"
@@ -42,12 +50,22 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+def percent_rows(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
+    """Copies of `rows` with the fractions at `keys` turned into percent (for tables)."""
+    return [r | {k: 100 * r[k] for k in keys if isinstance(r.get(k), (int, float))} for r in rows]
+
+
+def format_number(value: float) -> str:
+    """Enough digits to tell grid values apart (0.000313, 1000, 0.5)."""
+    return f"{value:.6g}"
+
+
 def _save_figure(fig: object, path: str | Path) -> None:
-    from . import _io
+    from . import files
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")  # type: ignore[attr-defined]
-    _io.write_bytes(path, buffer.getvalue())
+    files.write_bytes(path, buffer.getvalue())
 
 
 def _pyplot():
@@ -62,18 +80,17 @@ def _pyplot():
 def plot_score_histogram(
     path: str | Path, id_scores: np.ndarray, ood_scores: np.ndarray, ood_name: str, method: str
 ) -> None:
-    """Overlaid histograms (densities) of ID and OOD scores, as a PNG."""
+    """Overlaid histograms of ID and OOD scores (each bar: the fraction of its set), as a PNG."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     both = np.concatenate([id_scores, ood_scores])
     bins = np.linspace(both.min(), both.max() + 1e-12, 60)
-    ax.hist(id_scores, bins=bins, density=True, alpha=0.6, label=f"ID (n={len(id_scores)})")
-    ax.hist(
-        ood_scores, bins=bins, density=True, alpha=0.6, label=f"{ood_name} (n={len(ood_scores)})"
-    )
+    for scores, label in ((id_scores, "ID"), (ood_scores, ood_name)):
+        weights = np.full(len(scores), 1.0 / len(scores))
+        ax.hist(scores, bins=bins, weights=weights, alpha=0.6, label=f"{label} (n={len(scores)})")
     ax.ticklabel_format(axis="x", useOffset=False)
     ax.set_xlabel(f"{method} score (higher = more in-distribution)")
-    ax.set_ylabel("density")
+    ax.set_ylabel("fraction of the set's images")
     ax.legend()
     _save_figure(fig, path)
     plt.close(fig)
@@ -94,7 +111,7 @@ def plot_roc(
     ax.set_xlabel("false positive rate (OOD accepted)")
     ax.set_ylabel("true positive rate (ID accepted)")
     ax.set_title(method)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     _save_figure(fig, path)
     plt.close(fig)
 

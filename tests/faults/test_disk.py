@@ -5,9 +5,10 @@ import json
 
 import pytest
 
-from leaveout import WriteError, _io
+from leaveout import WriteError, files
 from leaveout import training as tr
 from leaveout.config import resolve
+from leaveout.rundir import RunDir
 
 
 def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
@@ -19,13 +20,13 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, monkey
         member=0,
         progress=False,
     )
-    ckpt = tr.member_dir(run, 0) / "checkpoint.safetensors"
+    ckpt = RunDir(run).checkpoint_path(0)
     before = ckpt.read_bytes()
 
     def full_disk(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(_io.os, "fsync", full_disk)
+    monkeypatch.setattr(files.os, "fsync", full_disk)
     more = resolve("digits", overrides=["train.k=2", "train.epochs=2"])
     with pytest.raises(WriteError, match="No space left on device") as err:
         tr.train(more, run, device="cpu", member=0, force=True, progress=False)
@@ -39,10 +40,10 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, monkey
 
 def test_write_error_names_the_file(tmp_path, monkeypatch):
     monkeypatch.setattr(
-        _io.os,
+        files.os,
         "replace",
         lambda a, b: (_ for _ in ()).throw(PermissionError(13, "Permission denied")),
     )
     with pytest.raises(WriteError, match=r"results\.json.*Permission denied"):
-        _io.write_json(tmp_path / "results.json", {"a": 1})
+        files.write_json(tmp_path / "results.json", {"a": 1})
     assert not (tmp_path / "results.json").exists() and not list(tmp_path.glob(".*.tmp"))

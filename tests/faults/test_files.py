@@ -8,7 +8,9 @@ import pytest
 
 from leaveout import ConfigError, CorruptFileError, ShapeError
 from leaveout import training as tr
-from leaveout.scoring import LeaveOutEnsemble
+from leaveout.config import RunConfig, read_toml
+from leaveout.ensemble import LeaveOutEnsemble
+from leaveout.rundir import RunDir
 
 
 @pytest.fixture
@@ -29,7 +31,7 @@ class Payload:
 
 @pytest.mark.parametrize("damage", ["truncate", "flip-header", "garbage", "empty"])
 def test_damaged_weights(run, damage):
-    path = tr.member_dir(run, 1) / "best.safetensors"
+    path = RunDir(run).member_dir(1) / "best.safetensors"
     data = path.read_bytes()
     damaged = {
         "truncate": data[: len(data) - 100],
@@ -45,25 +47,32 @@ def test_damaged_weights(run, damage):
 def test_a_pickle_offered_as_weights_or_checkpoint_never_runs(run, tmp_path):
     marker = tmp_path / "payload_ran"
     evil = pickle.dumps({"state_dict": Payload(marker)})
-    (tr.member_dir(run, 0) / "best.safetensors").write_bytes(evil)
+    (RunDir(run).member_dir(0) / "best.safetensors").write_bytes(evil)
     with pytest.raises(CorruptFileError, match="best.safetensors"):
         LeaveOutEnsemble.load(run)
-    ckpt = tr.member_dir(run, 0) / "checkpoint.safetensors"
-    ckpt.write_bytes(evil)
-    model = tr.build_network(tr.RunConfig(), 10)
+    RunDir(run).checkpoint_path(0).write_bytes(evil)
     with pytest.raises(CorruptFileError, match="checkpoint.safetensors"):
-        tr.load_checkpoint(ckpt, model, tr.make_optimizer(tr.RunConfig(), model), None)
+        RunDir(run).read_checkpoint(0)
     assert not marker.exists()
 
 
 def test_weights_in_place_of_a_checkpoint_and_a_damaged_progress_record(run):
-    cfg = tr.RunConfig.from_dict(tr.read_toml(run / "config.toml"))
-    model = tr.build_network(cfg, 6)
-    opt = tr.make_optimizer(cfg, model)
-    folder = tr.member_dir(run, 0)
+    folder = RunDir(run).member_dir(0)
     shutil.copy(folder / "best.safetensors", folder / "checkpoint.safetensors")
     with pytest.raises(CorruptFileError, match="not a leaveout checkpoint"):
-        tr.load_checkpoint(folder / "checkpoint.safetensors", model, opt, None)
+        RunDir(run).read_checkpoint(0)
+    from leaveout.files import write_safetensors
+
+    tensors, _ = RunDir(run).read_checkpoint(1)
+    meta = {"format": "leaveout-checkpoint-1", "progress": '{"epoch": "two"'}
+    write_safetensors(RunDir(run).checkpoint_path(1), tensors, meta)
+    with pytest.raises(CorruptFileError, match="progress record is damaged"):
+        RunDir(run).read_checkpoint(1)
+    state = RunDir(run).read_state(1) | {"status": "training"}
+    RunDir(run).state_path(1).write_text(json.dumps(state))
+    cfg = RunConfig.from_dict(read_toml(run / "config.toml"))
+    with pytest.raises(CorruptFileError, match=r"members/1/checkpoint\.safetensors"):
+        tr.train(cfg, run, device="cpu", progress=False)
 
 
 def test_run_json_that_does_not_match_the_partition(run):
@@ -77,13 +86,13 @@ def test_run_json_that_does_not_match_the_partition(run):
 def test_another_architecture_or_class_count(run):
     text = (run / "config.toml").read_text()
     (run / "config.toml").write_text(text.replace('name = "digits_cnn"', 'name = "resnet8"'))
-    with pytest.raises(ConfigError, match=r"members/0/best\.safetensors does not fit"):
+    with pytest.raises(ShapeError, match=r"members/0/best\.safetensors does not fit"):
         LeaveOutEnsemble.load(run)
     (run / "config.toml").write_text(text)
     partition = json.loads((run / "partition.json").read_text())
     partition["groups"] = [[0], [1, 2], [3, 4, 5], [6, 7]]  # member sizes change
     (run / "partition.json").write_text(json.dumps(partition))
-    with pytest.raises(ConfigError, match="shape"):
+    with pytest.raises(ShapeError, match="shape"):
         LeaveOutEnsemble.load(run)
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from leaveout import CorruptFileError, ShapeError, decode_image, load_images
+from leaveout import CorruptFileError, ShapeError, create_detector, decode_image, load_images
+from leaveout.ensemble import LeaveOutEnsemble
 from leaveout.evaluation import ood_parts
-from leaveout.scoring import LeaveOutEnsemble
 
 from ..helpers import random_images, write_image_files
 
@@ -92,4 +92,4 @@ def test_nan_and_inf_inputs_to_score(digits_run):
         x = torch.zeros(2, 3, 16, 16)
         x[1, 0, 3, 3] = bad
         with pytest.raises(ShapeError, match="NaN or infinite"):
-            ensemble.score(x)
+            create_detector("leaveout", ensemble).score_samples(x)

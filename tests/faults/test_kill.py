@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from leaveout import training as tr
+from leaveout.files import read_safetensors
+from leaveout.rundir import RunDir
 
 from ..helpers import digits_train_command
 
@@ -25,8 +26,8 @@ def _run(out, env=ENV):
 def _assert_same_weights(a_dir, b_dir):
     for member in range(2):
         for name in ("best", "last"):
-            a = tr.read_safetensors(tr.member_dir(a_dir, member) / f"{name}.safetensors")[0]
-            b = tr.read_safetensors(tr.member_dir(b_dir, member) / f"{name}.safetensors")[0]
+            a = RunDir(a_dir).read_weights(member, name)
+            b = RunDir(b_dir).read_weights(member, name)
             assert all(torch.equal(a[k], b[k]) for k in a), f"member {member} {name} differs"
 
 
@@ -43,11 +44,11 @@ def test_killed_halfway_through_a_checkpoint_write(reference, tmp_path):
     env = {**ENV, "LEAVEOUT_FAULT_KILL_WRITE": "checkpoint.safetensors:2"}
     killed = _run(out, env)
     assert killed.returncode == -signal.SIGKILL
-    folder = tr.member_dir(out, 0)
+    folder = RunDir(out).member_dir(0)
     assert list(folder.glob(".checkpoint.safetensors.*.tmp")), (
         "the half-written file is a temporary"
     )
-    _, meta = tr.read_safetensors(folder / "checkpoint.safetensors")  # the previous one, whole
+    _, meta = read_safetensors(folder / "checkpoint.safetensors")  # the previous one, whole
     assert '"epoch": 1' in meta["progress"]
     assert _run(out).returncode == 0
     assert not list(folder.glob(".*.tmp"))
@@ -69,7 +70,11 @@ def test_killed_at_random_moments(reference, tmp_path):
             stderr=subprocess.DEVNULL,
         )
         deadline = time.time() + 120
-        while proc.poll() is None and len(tr.read_metrics(out)) < target and time.time() < deadline:
+        while (
+            proc.poll() is None
+            and len(RunDir(out).read_metrics()) < target
+            and time.time() < deadline
+        ):
             time.sleep(0.005)
         time.sleep(rng.uniform(0.0, 0.1))  # somewhere inside the next epoch, or a write
         proc.send_signal(signal.SIGKILL)

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from leaveout import LeaveoutError, decode_image, load_images
 from leaveout.data import restricted_unpickle
+from leaveout.files import read_safetensors
 from leaveout.metrics import aupr_in, aupr_out, auroc, detection_error, fpr_at_tpr, ood_metrics
-from leaveout.training import read_safetensors
 
 FAST = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

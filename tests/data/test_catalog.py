@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from leaveout import CorruptFileError, DatasetNotFoundError, catalog, download, load_dataset, locate
-from leaveout import datasets as ds
 from leaveout.data import ImageSet, save_npz
+from leaveout.data import sets as ds
 
-from .helpers import make_tar, random_images, smooth_images, write_cifar10, write_image_files
+from ..helpers import make_tar, random_images, smooth_images, write_cifar10, write_image_files
 
 
 def test_missing_dataset_names_archive_url_and_where(tmp_path):
@@ -81,10 +81,53 @@ def _fake_archive(tmp_path, monkeypatch):
 def test_download_from_a_local_file_or_file_url_checks_md5(tmp_path, monkeypatch):
     archive = _fake_archive(tmp_path, monkeypatch)
     root = tmp_path / "root"
-    path = download("lsun_crop", root, source=str(archive))
-    assert path == root / "LSUN.tar.gz" and len(load_dataset("lsun_crop", root=root)) == 2
-    path.unlink()
-    assert download("lsun_crop", root, source=archive.as_uri()) == path
+    done = download("lsun_crop", root, source=str(archive))
+    assert done.path == root / "LSUN.tar.gz" and done.checksum == "md5 ok"
+    assert len(load_dataset("lsun_crop", root=root)) == 2
+    done.path.unlink()
+    assert download("lsun_crop", root, source=archive.as_uri()).path == done.path
+
+
+def test_a_set_without_a_published_checksum_says_it_is_not_verified(tmp_path):
+    src = tmp_path / "src"
+    write_image_files(src / "iSUN" / "iSUN_patches", random_images(2), ext=".jpeg")
+    archive = make_tar(src, tmp_path / "isun-copy.tar.gz")
+    done = download("isun", tmp_path / "root", source=str(archive))
+    assert done.checksum == "no published checksum: not verified"
+    assert "checksum ok" not in done.checksum
+
+
+def test_a_missing_source_is_an_error_not_a_success(tmp_path, capsys):
+    from leaveout.cli import main
+
+    with pytest.raises(DatasetNotFoundError, match="does not exist"):
+        download("isun", tmp_path, source=str(tmp_path / "nowhere.tar.gz"))
+    code = main(["download", "isun", "--data-root", str(tmp_path), "--source", "/no/such/file"])
+    assert code == 2 and "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "iSUN.tar.gz").exists()
+
+
+def test_the_catalogue_counts_archive_members_without_decoding_them(tmp_path, monkeypatch):
+    import leaveout.data.images as images_module
+
+    src = tmp_path / "src"
+    write_image_files(src / "LSUN" / "test", random_images(3))
+    (src / "LSUN" / "test" / "broken.jpg").write_bytes(b"not a jpeg")
+    make_tar(src, tmp_path / "LSUN.tar.gz")
+    monkeypatch.setattr(images_module, "decode_image", lambda *a, **k: pytest.fail("decoded"))
+    rows = {(r["name"], r["split"]): r for r in catalog(tmp_path)}
+    assert rows[("lsun_crop", "all")]["images"] == "4"
+    assert rows[("lsun_crop", "all")]["status"] == "present"
+
+
+def test_an_unknown_split_is_a_clear_error(capsys):
+    from leaveout import ConfigError
+    from leaveout.cli import main
+
+    with pytest.raises(ConfigError, match="splits train, test"):
+        load_dataset("cifar10", split="val")
+    assert main(["data", "cifar10", "--split", "val"]) == 2
+    assert "splits train, test; not 'val'" in capsys.readouterr().err
 
 
 def test_download_with_wrong_md5_leaves_nothing(tmp_path, monkeypatch):

@@ -10,10 +10,11 @@ from leaveout import (
     CycledStream,
     Normalization,
     PairedStream,
+    ShapeError,
 )
-from leaveout.batches import crop_and_flip
+from leaveout.data import crop_and_flip
 
-from .helpers import random_images
+from ..helpers import random_images
 
 
 def test_crop_and_flip_matches_a_per_image_numpy_loop():
@@ -61,9 +62,17 @@ def _stream(n=50, batch=8, seed=0, augment=None):
     return BatchStream(images, labels, batch, Normalization(), augment=augment, seed=seed)
 
 
+def test_batch_counts_with_and_without_drop_last():
+    images = torch.from_numpy(random_images(50, size=4))
+    assert len(BatchStream(images, None, 8, Normalization())) == 6
+    assert len(BatchStream(images, None, 8, Normalization(), drop_last=False)) == 7
+    assert len(BatchStream(images, None, 80, Normalization())) == 1  # at least one batch
+    last = list(BatchStream(images, None, 8, Normalization(), drop_last=False).epoch(0))[-1]
+    assert last[0].shape[0] == 2
+
+
 def test_an_epoch_visits_every_image_once_and_is_reproducible():
-    stream = _stream(drop_last_check := 48, batch=8)
-    assert drop_last_check == 48 and len(stream) == 6
+    stream = _stream(48, batch=8)
     labels = torch.cat([y for _, y in stream.epoch(0)])
     assert sorted(labels.tolist()) == list(range(48))
     again = torch.cat([y for _, y in _stream(48, 8).epoch(0)])
@@ -106,5 +115,5 @@ def test_paired_stream_yields_id_and_left_out_batches():
 
 
 def test_stream_refuses_float_images():
-    with pytest.raises(ValueError, match="uint8"):
+    with pytest.raises(ShapeError, match="uint8"):
         BatchStream(torch.zeros(2, 4, 4, 3), None, 2, Normalization())

@@ -1,40 +1,34 @@
-"""Named datasets: where each is looked for under a data root, how to download it, a catalog.
+"""Named data sets: where each is looked for under a data root, how to download it, a catalogue.
 
 Data root: the `--data-root` option, else the LEAVEOUT_DATA environment variable, else
-~/.cache/leaveout. Under it, a dataset is found in the first of these that exists:
-its extracted official folder, its official archive (read without extracting), or an npz copy.
+~/.cache/leaveout. Under it, a set is found in the first of these that exists: its extracted
+official folder, its official archive (read without extracting), or an npz copy.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import _io
-from .data import (
-    NOISE_KINDS,
-    ImageSet,
-    is_image_name,
-    load_cifar,
-    load_digits,
-    load_images,
-    load_npz,
-    noise_images,
-    npz_image_count,
-)
-from .errors import CorruptFileError, DatasetNotFoundError
+from .. import files
+from ..errors import ConfigError, CorruptFileError, DatasetNotFoundError
+from .cifar import load_cifar
+from .images import count_image_files, load_images
+from .imageset import ImageSet
+from .npz import load_npz, npz_image_count
+from .synthetic import load_digits, noise_images
 
 ODIN_README = "https://github.com/facebookresearch/odin"
+NOISE_COUNT = 10_000
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """Where a named dataset comes from and where it is looked for (paths relative to the root).
+    """Where a named set comes from and where it is looked for (paths relative to the root).
 
-    folder/npz may contain "{split}". kind: "id" (labelled), "ood", "noise" or "embedded".
+    npz may contain "{split}". kind: "id" (labelled), "ood", "noise" or "embedded".
     """
 
     name: str
@@ -51,7 +45,13 @@ class DatasetInfo:
 
 
 def _odin(
-    name: str, title: str, archive: str, key: str, folder: str, md5: str | None
+    name: str,
+    title: str,
+    archive: str,
+    key: str,
+    folder: str,
+    md5: str | None,
+    npz_sha256: str | None = None,
 ) -> DatasetInfo:
     return DatasetInfo(
         name=name,
@@ -62,6 +62,7 @@ def _odin(
         md5=md5,
         folder=folder,
         npz=f"ood/{name}.npz",
+        npz_sha256={"all": npz_sha256} if npz_sha256 else None,
     )
 
 
@@ -103,6 +104,7 @@ DATASETS: dict[str, DatasetInfo] = {
             "avgm2u562itwpkl",
             "Imagenet/test",
             "7c0827e4246c3718a5ee076e999e52e5",
+            "71db68f741f9352d24a16a89eaa96ae0102826e6cf41a0b421b8a8d42414a3af",
         ),
         _odin(
             "tiny_imagenet_resize",
@@ -111,6 +113,7 @@ DATASETS: dict[str, DatasetInfo] = {
             "kp3my3412u5k9rl",
             "Imagenet_resize/Imagenet_resize",
             "0f9ff11d45babf2eff5fe12281d1ac31",
+            "d34c593340717edd9997582127be3f698101520f82c23ee2a6ad7c6fd9c403fd",
         ),
         _odin(
             "lsun_crop",
@@ -145,11 +148,6 @@ DATASETS: dict[str, DatasetInfo] = {
         ),
     ]
 }
-# The shared npz copies of the two TinyImageNet sets (see docs/data.md).
-_NPZ_SHA256 = {
-    "tiny_imagenet_crop": "71db68f741f9352d24a16a89eaa96ae0102826e6cf41a0b421b8a8d42414a3af",
-    "tiny_imagenet_resize": "d34c593340717edd9997582127be3f698101520f82c23ee2a6ad7c6fd9c403fd",
-}
 
 
 def default_data_root() -> Path:
@@ -167,9 +165,14 @@ def dataset_info(name: str) -> DatasetInfo:
         ) from None
 
 
+def is_path(name: str) -> bool:
+    """Whether `name` means a file or folder rather than a named set."""
+    return name not in DATASETS and (os.sep in name or "/" in name or Path(name).exists())
+
+
 @dataclass(frozen=True)
 class Located:
-    """Where a dataset was found: `form` is "folder", "archive", "npz", "noise" or "embedded"."""
+    """Where a set was found: `form` is "folder", "archive", "npz", "noise" or "embedded"."""
 
     path: Path | None
     form: str
@@ -193,12 +196,11 @@ def locate(name: str, root: str | Path | None = None, split: str | None = None) 
     if info.kind in ("noise", "embedded"):
         return Located(None, info.kind)
     root = Path(root) if root is not None else default_data_root()
-    split = _check_split(info, split)
+    split = check_split(info, split)
     places = candidates(info, root, split)
     for place in places:
-        if place.form == "folder" and place.path.is_dir():
-            return place
-        if place.form != "folder" and place.path.is_file():
+        assert place.path is not None
+        if place.path.is_dir() if place.form == "folder" else place.path.is_file():
             return place
     tried = "\n".join(f"  {p.path}  ({p.form})" for p in places)
     how = (
@@ -211,10 +213,10 @@ def locate(name: str, root: str | Path | None = None, split: str | None = None) 
     raise DatasetNotFoundError(f"{name} ({split}) was not found. Looked for:\n{tried}\n{how}")
 
 
-def _check_split(info: DatasetInfo, split: str | None) -> str:
+def check_split(info: DatasetInfo, split: str | None) -> str:
     split = split or info.splits[-1]
     if split not in info.splits:
-        raise ValueError(f"{info.name} has splits {info.splits}, not {split!r}")
+        raise ConfigError(f"{info.name} has the splits {', '.join(info.splits)}; not {split!r}")
     return split
 
 
@@ -224,47 +226,52 @@ def load_dataset(
     root: str | Path | None = None,
     size: int = 32,
     seed: int = 0,
+    resize: str = "shorter-side",
 ) -> ImageSet:
-    """Load a named dataset (see DATASETS) or, when `name` is a path, that folder/archive/npz.
+    """Load a named set (see DATASETS) or, when `name` is a path, that folder/archive/npz.
 
     split: "train" or "test" for CIFAR (default "test"); ignored by OOD sets.
     size: image side for folders and archives. seed: the noise sets' seed.
+    resize: the resize rule of images read from a path (the named ODIN sets keep their own).
     """
-    if name not in DATASETS and (os.sep in name or Path(name).exists()):
+    if is_path(name):
         path = Path(name)
-        return load_npz(path) if path.suffix == ".npz" else load_images(path, size=size)
+        if path.suffix == ".npz":
+            return load_npz(path)
+        return load_images(path, size=size, resize=resize)
     info = dataset_info(name)
     if info.kind == "noise":
-        return noise_images(name, 10_000, seed=seed, size=size)
+        return noise_images(name, NOISE_COUNT, seed=seed, size=size)
     if info.kind == "embedded":
         return load_digits()
-    split = _check_split(info, split)
+    split = check_split(info, split)
     where = locate(name, root, split)
+    assert where.path is not None
     if where.form == "npz":
         data = load_npz(where.path, name=name)
     elif info.kind == "id":
         data = load_cifar(where.path, name, split)
     else:
-        data = load_images(where.path, size=size, layout="flat", name=name)
+        data = load_images(where.path, size=size, layout="flat", name=name, resize="center-crop")
     if info.kind == "id" and where.form == "npz":
         data = ImageSet(data.images, data.labels, data.classes, f"{name}-{split}")
     return data
 
 
-# --- downloads and checksums ----------------------------------------------------------------------
+# --- downloads and checksums -----------------------------------------------------------------------
 
 
-def file_digest(path: str | Path, algorithm: str = "md5") -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class Download:
+    """A downloaded (or already present) archive, and how its checksum went."""
+
+    path: Path
+    checksum: str  # "md5 ok" or "no published checksum: not verified"
 
 
 def download(
     name: str, root: str | Path | None = None, source: str | None = None, force: bool = False
-) -> Path:
+) -> Download:
     """Fetch the official archive of `name` into `root` and check its MD5.
 
     source: another URL (a mirror) or a local file to copy instead of the official URL.
@@ -273,22 +280,20 @@ def download(
     from tqdm.auto import tqdm
 
     info = dataset_info(name)
-    if not info.archive:
+    if not info.archive or not info.url:
         raise DatasetNotFoundError(f"{name} is {info.kind}: there is nothing to download")
     root = Path(root) if root is not None else default_data_root()
     target = root / info.archive
     if target.is_file() and not force:
-        _check_md5(target, info)
-        return target
+        return Download(target, _check_md5(target, info))
     source = source or info.url
-    assert source is not None
     is_url = "://" in source
     if not is_url and not Path(source).is_file():
-        raise DatasetNotFoundError(f"{source} does not exist")
+        raise DatasetNotFoundError(f"--source {source} does not exist")
     try:
         with (
             urllib.request.urlopen(source, timeout=60) if is_url else open(source, "rb") as stream,
-            _io.atomic_open(target, "wb") as out,
+            files.atomic_open(target, "wb") as out,
         ):
             total = int(getattr(stream, "headers", {}).get("Content-Length", 0) or 0)
             with tqdm(total=total or None, unit="B", unit_scale=True, desc=info.archive) as bar:
@@ -301,38 +306,41 @@ def download(
             f"hand, or pass a mirror or a local copy: leaveout download {name} --source URL_OR_FILE"
         ) from exc
     try:
-        _check_md5(target, info)
+        return Download(target, _check_md5(target, info))
     except CorruptFileError:
         target.unlink()
         raise
-    return target
 
 
-def _check_md5(path: Path, info: DatasetInfo) -> None:
-    if info.md5 and (actual := file_digest(path, "md5")) != info.md5:
+def _check_md5(path: Path, info: DatasetInfo) -> str:
+    if not info.md5:
+        return "no published checksum: not verified"
+    actual = files.file_digest(path, "md5")
+    if actual != info.md5:
         raise CorruptFileError(
             f"{path}: md5 {actual} differs from the published {info.md5}; "
             "the file is damaged or not the official one"
         )
+    return "md5 ok"
 
 
-# --- the catalog ----------------------------------------------------------------------------------
+# --- the catalogue -----------------------------------------------------------------------------------
 
 
 def catalog(root: str | Path | None = None, verify: bool = False) -> list[dict[str, str]]:
-    """One row per (dataset, split): name, split, status, images, location, checksum, source."""
+    """One row per (set, split): name, split, kind, status, images, location, checksum, source."""
     root = Path(root) if root is not None else default_data_root()
-    rows = []
-    for info in DATASETS.values():
-        for split in info.splits:
-            rows.append(_catalog_row(info, root, split, verify))
-    return rows
+    return [
+        _catalog_row(info, root, split, verify)
+        for info in DATASETS.values()
+        for split in info.splits
+    ]
 
 
 def _catalog_row(info: DatasetInfo, root: Path, split: str, verify: bool) -> dict[str, str]:
-    row = {"name": info.name, "split": split, "kind": info.kind, "checksum": ""}
+    row = {"name": info.name, "split": split, "kind": info.kind, "checksum": "", "source": ""}
     if info.kind == "noise":
-        return row | {"status": "generated", "images": "10000", "location": "(generated)"}
+        return row | {"status": "generated", "images": str(NOISE_COUNT), "location": "(generated)"}
     if info.kind == "embedded":
         return row | {"status": "embedded", "images": "1797", "location": "(scikit-learn)"}
     try:
@@ -348,9 +356,8 @@ def _catalog_row(info: DatasetInfo, root: Path, split: str, verify: bool) -> dic
     row |= {"status": "present", "location": f"{where.path} ({where.form})"}
     try:
         row["images"] = str(_count(info, where, split))
-    except Exception as exc:
-        row |= {"status": "unreadable", "images": "-", "checksum": str(exc)[:60]}
-        return row
+    except CorruptFileError as exc:
+        return row | {"status": "unreadable", "images": "-", "checksum": str(exc)[:60]}
     if verify:
         row["checksum"] = _verify(info, where, split)
     return row
@@ -362,9 +369,7 @@ def _count(info: DatasetInfo, where: Located, split: str) -> int:
         return npz_image_count(where.path)
     if info.counts:
         return info.counts[split]
-    if where.form == "folder":
-        return sum(1 for p in where.path.rglob("*") if p.is_file() and is_image_name(p.name))
-    return len(load_images(where.path, layout="flat"))
+    return count_image_files(where.path)
 
 
 def _verify(info: DatasetInfo, where: Located, split: str) -> str:
@@ -372,25 +377,12 @@ def _verify(info: DatasetInfo, where: Located, split: str) -> str:
     if where.form == "archive":
         if not info.md5:
             return "no published md5"
-        return "md5 ok" if file_digest(where.path, "md5") == info.md5 else "MD5 MISMATCH"
+        ok = files.file_digest(where.path, "md5") == info.md5
+        return "md5 ok" if ok else "MD5 MISMATCH"
     if where.form == "npz":
-        expected = (info.npz_sha256 or {}).get(split) or _NPZ_SHA256.get(info.name)
+        expected = (info.npz_sha256 or {}).get(split)
         if not expected:
             return "no known sha256"
-        return "sha256 ok" if file_digest(where.path, "sha256") == expected else "SHA256 MISMATCH"
+        ok = files.file_digest(where.path, "sha256") == expected
+        return "sha256 ok" if ok else "SHA256 MISMATCH"
     return "folder (not checkable)"
-
-
-__all__ = [
-    "DATASETS",
-    "NOISE_KINDS",
-    "DatasetInfo",
-    "Located",
-    "catalog",
-    "dataset_info",
-    "default_data_root",
-    "download",
-    "file_digest",
-    "load_dataset",
-    "locate",
-]

@@ -1,0 +1,26 @@
+"""OOD detectors over a trained ensemble, one file each, with scikit-learn's outlier API.
+
+`base` (the Detector class and the one grid search), `perturb` (the input step), `registry`
+(register_detector, create_detector, list_detectors), `runs` (loading and calibrating a run's
+detector), and one module per detector: `leaveout` (the paper's score), `msp`, `odin`,
+`energy`, `mahalanobis`.
+"""
+
+from .base import CRITERIA, PAPER_EPSILONS, PAPER_TEMPERATURES, Detector
+from .registry import create_detector, detector_class, list_detectors, register_detector
+from .runs import calibrate, load_detector, run_sets, transfer_calibration
+
+__all__ = [
+    "CRITERIA",
+    "PAPER_EPSILONS",
+    "PAPER_TEMPERATURES",
+    "Detector",
+    "calibrate",
+    "create_detector",
+    "detector_class",
+    "list_detectors",
+    "load_detector",
+    "register_detector",
+    "run_sets",
+    "transfer_calibration",
+]

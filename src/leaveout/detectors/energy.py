@@ -1,0 +1,38 @@
+"""The energy score (Liu et al., NeurIPS 2020): T * logsumexp(z / T), the negative free energy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..ensemble import LeaveOutEnsemble
+from .base import PAPER_TEMPERATURES, Detector, Point, SearchSpace
+from .perturb import stepped_logit_scores
+from .registry import register_detector
+
+
+def energy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """T * logsumexp(z / T) in float64: (N, C) -> (N,)."""
+    return temperature * torch.logsumexp(logits.double() / temperature, dim=1)
+
+
+@register_detector
+class Energy(Detector):
+    name = "energy"
+    summary = "energy (Liu et al.): T logsumexp(z / T)"
+    default_search_space: ClassVar[SearchSpace] = {"temperature": PAPER_TEMPERATURES}
+
+    def __init__(
+        self, ensemble: LeaveOutEnsemble, temperature: float = 1.0, **options: Any
+    ) -> None:
+        super().__init__(ensemble, **options)
+        self.temperature = temperature
+
+    def member_scores(
+        self, member_index: int, member: nn.Module, batch: torch.Tensor, points: Sequence[Point]
+    ) -> torch.Tensor:
+        std = self.ensemble.normalization.std_tensor(batch.device)
+        return stepped_logit_scores(member, batch, points, std, energy)

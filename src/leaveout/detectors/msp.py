@@ -1,0 +1,39 @@
+"""Maximum softmax probability (Hendrycks and Gimpel, ICLR 2017), optionally at a temperature."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..ensemble import LeaveOutEnsemble
+from .base import PAPER_TEMPERATURES, Detector, Point, SearchSpace
+from .perturb import stepped_logit_scores
+from .registry import register_detector
+
+
+def msp(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """max_j softmax(z / T)_j in float64: (N, C) -> (N,)."""
+    return F.softmax(logits.double() / temperature, dim=1).amax(dim=1)
+
+
+@register_detector
+class MaxSoftmax(Detector):
+    name = "msp"
+    summary = "max-softmax (Hendrycks and Gimpel): max_j softmax(z / T)_j"
+    default_search_space: ClassVar[SearchSpace] = {"temperature": PAPER_TEMPERATURES}
+
+    def __init__(
+        self, ensemble: LeaveOutEnsemble, temperature: float = 1.0, **options: Any
+    ) -> None:
+        super().__init__(ensemble, **options)
+        self.temperature = temperature
+
+    def member_scores(
+        self, member_index: int, member: nn.Module, batch: torch.Tensor, points: Sequence[Point]
+    ) -> torch.Tensor:
+        std = self.ensemble.normalization.std_tensor(batch.device)
+        return stepped_logit_scores(member, batch, points, std, msp)

@@ -1,0 +1,50 @@
+"""Where tensors live: device names from the command line, and mixed precision."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from .errors import ConfigError
+
+DEVICE_HELP = "auto (CUDA when present), cpu, cuda, cuda:N or mps"
+
+
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """The device `name` means; an unknown or absent device is a ConfigError."""
+    if isinstance(name, torch.device):
+        return name
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"unknown device {name!r}; use {DEVICE_HELP}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name} was asked for, but torch sees no CUDA device")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"--device {name}: torch sees {torch.cuda.device_count()} CUDA devices"
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {name} was asked for, but MPS is not available")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"unsupported device {name!r}; use {DEVICE_HELP}")
+    return device
+
+
+def check_amp(device: torch.device, amp: str) -> None:
+    """fp16 needs CUDA (loss scaling); bf16 runs on the CPU and on CUDA."""
+    if amp == "fp16" and device.type != "cuda":
+        raise ConfigError("train.amp = 'fp16' needs a CUDA device; use 'bf16' on the CPU")
+
+
+def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    """torch.autocast for `amp` ("none", "bf16", "fp16") on `device`."""
+    if amp == "none":
+        return contextlib.nullcontext()
+    check_amp(device, amp)
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)

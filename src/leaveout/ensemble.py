@@ -1,0 +1,145 @@
+"""The trained networks of a run, held in memory: K leave-out members or one standard classifier.
+
+The ensemble classifies (method.md section 4): each member's softmax (T = 1, unperturbed input)
+is mapped back to the N classes with zeros at its left-out classes; the sum over members gives
+every class K - 1 votes. OOD scores are the detectors' business (`leaveout.detectors`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data.inputs import Images, input_batches
+from .data.transforms import Normalization
+from .devices import resolve_device
+from .errors import ShapeError
+from .models import create_model, load_state
+from .partitions import LeaveOutPartition
+from .rundir import RunDir
+
+
+class LeaveOutEnsemble:
+    """Networks with their classes, normalisation and (for leave-out runs) partition.
+
+    Members are put in eval mode with frozen weights on `device`. Inputs to every method: see
+    `leaveout.data.inputs` (uint8 images, an ImageSet, normalised floats, Pillow images or an
+    iterable of batches).
+    """
+
+    def __init__(
+        self,
+        members: Sequence[nn.Module],
+        classes: Sequence[str],
+        normalization: Normalization | None = None,
+        partition: LeaveOutPartition | None = None,
+        image_size: tuple[int, int] = (32, 32),
+        device: torch.device | str = "cpu",
+        weights_id: str = "unsaved",
+    ) -> None:
+        if not members:
+            raise ShapeError("an ensemble needs at least one member")
+        if partition is not None and (partition.k, partition.num_classes) != (
+            len(members),
+            len(classes),
+        ):
+            raise ShapeError(
+                f"the partition has {partition.k} groups over {partition.num_classes} classes; "
+                f"got {len(members)} members and {len(classes)} classes"
+            )
+        self.device = resolve_device(device)
+        self.members = [self.prepared(m) for m in members]
+        self.classes = tuple(classes)
+        self.normalization = normalization or Normalization()
+        self.partition = partition
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.weights_id = weights_id  # a digest of the weight files; caches are keyed by it
+
+    def prepared(self, member: nn.Module) -> nn.Module:
+        member.requires_grad_(False)
+        return member.to(self.device, memory_format=torch.channels_last).eval()
+
+    @classmethod
+    def load(
+        cls, run: RunDir | str | Path, device: torch.device | str = "cpu", which: str = "best"
+    ) -> LeaveOutEnsemble:
+        """The run's networks: settings from TOML and JSON, weights from safetensors.
+
+        which: "best" (the selected epoch) or "last". Nothing is unpickled.
+        """
+        run = (run if isinstance(run, RunDir) else RunDir(run)).require()
+        cfg, info, partition = run.read_config(), run.read_info(), run.read_partition()
+        if partition is not None and partition.num_classes != len(info.classes):
+            raise ShapeError(
+                f"{run.partition_path} covers {partition.num_classes} classes; "
+                f"{run.info_path} lists {len(info.classes)}"
+            )
+        members = []
+        for i in range(info.members):
+            num = len(info.classes) if partition is None else partition.member_num_classes(i)
+            model = create_model(cfg.model.name, num, **cfg.model.kwargs())
+            load_state(model, run.read_weights(i, which), run.weights_path(i, which))
+            members.append(model)
+        return cls(
+            members,
+            info.classes,
+            info.normalization,
+            partition,
+            info.image_size,
+            device,
+            run.weights_id(info.members, which),
+        )
+
+    @property
+    def k(self) -> int:
+        return len(self.members)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def view(self, members: Sequence[int]) -> LeaveOutEnsemble:
+        """The ensemble of some members only (for per-member scores; no class mapping)."""
+        chosen = [self.members[m] for m in members]
+        return LeaveOutEnsemble(
+            chosen, self.classes, self.normalization, None, self.image_size, self.device
+        )
+
+    def to(self, device: torch.device | str) -> LeaveOutEnsemble:
+        self.device = resolve_device(device)
+        self.members = [self.prepared(m) for m in self.members]
+        return self
+
+    def batches(self, x: Images, batch_size: int = 256) -> Iterator[torch.Tensor]:
+        """Normalised float batches (B, 3, H, W) on the ensemble's device."""
+        return input_batches(x, self.normalization, self.image_size, self.device, batch_size)
+
+    @torch.no_grad()
+    def predict_proba(self, x: Images, batch_size: int = 256) -> np.ndarray:
+        """(N, num_classes) float64: member softmaxes (T = 1, unperturbed) zero-padded at their
+        left-out classes, summed and divided by K (rows sum to 1)."""
+        out = []
+        for batch in self.batches(x, batch_size):
+            total = torch.zeros(len(batch), self.num_classes, dtype=torch.float64)
+            for m, member in enumerate(self.members):
+                probs = F.softmax(member(batch).double(), dim=1).cpu()
+                total[:, list(self.kept_classes(m))] += probs
+            out.append((total / self.k).numpy())
+        if not out:
+            raise ShapeError("no images to classify")
+        return np.concatenate(out)
+
+    def classify(self, x: Images, batch_size: int = 256) -> np.ndarray:
+        """Class indices (N,) in the full label space (not outlier labels: see the detectors)."""
+        return self.predict_proba(x, batch_size).argmax(axis=1)
+
+    def kept_classes(self, member: int) -> tuple[int, ...]:
+        """The dataset classes that member `member` outputs, in its output order."""
+        if self.partition is None:
+            return tuple(range(self.num_classes))
+        return self.partition.kept(member)

@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from leaveout import (
+    ImageSet,
+    ShapeError,
+    Split,
+    odin_split,
+    random_split,
+    stratified_split,
+)
+
+from ..helpers import (
+    random_images,
+)
+
+
+def test_odin_split_and_too_small_set():
+    split = odin_split(1500)
+    assert split.parts["tune"].tolist() == list(range(1000))
+    assert split.parts["report"][0] == 1000 and len(split.parts["report"]) == 500
+    with pytest.raises(ShapeError, match="1000"):
+        odin_split(1000)
+
+
+def test_stratified_split_is_seeded_disjoint_and_saved(tmp_path):
+    labels = np.repeat(np.arange(4), [10, 20, 30, 40])
+    split = stratified_split(labels, 0.1, seed=5)
+    train, val = split.parts["train"], split.parts["val"]
+    assert np.bincount(labels[val]).tolist() == [1, 2, 3, 4]
+    assert len(np.intersect1d(train, val)) == 0 and len(train) + len(val) == 100
+    assert np.array_equal(stratified_split(labels, 0.1, seed=5).parts["val"], val)
+    assert not np.array_equal(stratified_split(labels, 0.1, seed=6).parts["val"], val)
+    split.save(tmp_path / "split.json")
+    again = Split.load(tmp_path / "split.json")
+    assert again.rule == split.rule and np.array_equal(again.parts["val"], val)
+    data = ImageSet(random_images(100, size=4), labels, ("a", "b", "c", "d"), "x")
+    parts = split.apply(data)
+    np.testing.assert_array_equal(parts["val"].images, data.images[val])
+
+
+def test_random_split_sizes():
+    split = random_split(10, 0.3, seed=0)
+    assert len(split.parts["val"]) == 3 and len(split.parts["train"]) == 7
+    with pytest.raises(ShapeError):
+        split.apply(ImageSet(random_images(5, size=4), None, (), "x"))

@@ -1,0 +1,128 @@
+import numpy as np
+import pytest
+
+from leaveout import (
+    PAPER_EPSILONS,
+    PAPER_TEMPERATURES,
+    ConfigError,
+    NotFittedError,
+    create_detector,
+    threshold_at_tpr,
+)
+from leaveout.data import noise_images
+from leaveout.metrics import fpr_at_tpr
+
+
+def test_paper_grid():
+    assert PAPER_TEMPERATURES == (1, 10, 100, 1000, 5000)
+    assert PAPER_EPSILONS == (0, 0.000313, 0.000625, 0.00125, 0.002, 0.003)
+
+
+def test_threshold_keeps_the_asked_fraction():
+    scores = np.arange(100.0)
+    assert threshold_at_tpr(scores) == 5.0 and (scores >= 5.0).mean() == 0.95
+    assert threshold_at_tpr(scores, 0.9) == 10.0
+    for n in range(1, 40):
+        ids = np.random.default_rng(n).normal(size=n)
+        for tpr in (0.5, 0.9, 0.95, 1.0):
+            t = threshold_at_tpr(ids, tpr)
+            assert (ids >= t).mean() >= tpr - 1e-12  # keeps at least the fraction
+            assert (ids > t).mean() < tpr  # the largest such threshold
+
+
+def test_the_scikit_learn_outlier_api(ensemble, sets):
+    detector = create_detector("msp", ensemble, temperature=1.0)
+    with pytest.raises(NotFittedError, match="fit"):
+        detector.predict(sets["test"].images[:3])
+    assert detector.fit(sets["val"]) is detector  # ID only: threshold, settings unchanged
+    assert detector.temperature_ == 1.0 and detector.threshold_ is not None
+    x = sets["test"].images[:50]
+    scores = detector.score_samples(x)
+    np.testing.assert_allclose(detector.decision_function(x), scores - detector.threshold_)
+    labels = detector.predict(x)
+    assert set(np.unique(labels)) <= {-1, 1} and labels.dtype == np.int64
+    assert ((labels == 1) == (scores >= detector.threshold_)).all()
+    assert (detector.predict(sets["val"]) == 1).mean() >= 0.95
+    assert detector.get_params()["temperature"] == 1.0
+    assert detector.set_params(temperature=10.0).temperature == 10.0
+    with pytest.raises(ConfigError, match="no setting 'epsilon'"):
+        detector.set_params(epsilon=0.1)
+
+
+def test_fit_on_a_pair_picks_the_best_grid_point_and_its_threshold(ensemble, sets):
+    ids, noise = sets["test"].images[:100], noise_images("uniform", n=100, size=16)
+    space = {"temperature": (1.0, 100.0), "epsilon": (0.0, 0.001)}
+    detector = create_detector("leaveout", ensemble, search_space=space).fit(ids, noise)
+    assert len(detector.grid_) == 4 and [r["temperature"] for r in detector.grid_] == [
+        1,
+        1,
+        100,
+        100,
+    ]
+    best = min(detector.grid_, key=lambda r: (r["FPR95"], -r["AUROC"]))
+    assert (detector.temperature_, detector.epsilon_) == (best["temperature"], best["epsilon"])
+    scores = create_detector(
+        "leaveout", ensemble, temperature=best["temperature"], epsilon=best["epsilon"]
+    ).score_samples(ids)
+    assert detector.threshold_ == threshold_at_tpr(scores, 0.95)
+    assert best["FPR95"] == fpr_at_tpr(scores, detector.score_samples(noise))
+
+
+def test_left_out_fit_averages_each_members_own_pair(ensemble, sets):
+    val = sets["val"]
+    space = {"temperature": (1.0, 1000.0), "epsilon": (0.0, 0.002)}
+    detector = create_detector("leaveout", ensemble, search_space=space)
+    detector.fit_left_out(val, max_images=200)
+    assert len(detector.grid_) == 4
+    best = min(detector.grid_, key=lambda r: (r["FPR95"], -r["AUROC"]))
+    assert (detector.temperature_, detector.epsilon_) == (best["temperature"], best["epsilon"])
+    # one grid point recomputed independently: each member alone on its kept vs left-out classes
+    fprs = []
+    for m in range(ensemble.k):
+        single = create_detector("leaveout", ensemble.view([m]), temperature=1000.0, epsilon=0.002)
+        out = np.isin(val.labels, ensemble.partition.left_out(m))
+        ids, oods = np.flatnonzero(~out), np.flatnonzero(out)
+        assert len(oods) <= 200  # the left-out side is not subsampled here
+        if len(ids) > 200:
+            ids = ids[np.sort(np.random.default_rng(m).choice(len(ids), 200, replace=False))]
+        fprs.append(
+            fpr_at_tpr(
+                single.score_samples(val.images[ids]), single.score_samples(val.images[oods])
+            )
+        )
+    row = next(r for r in detector.grid_ if (r["temperature"], r["epsilon"]) == (1000.0, 0.002))
+    assert row["FPR95"] == pytest.approx(np.mean(fprs), abs=1e-15)
+    assert (detector.score_samples(val) >= detector.threshold_).mean() >= 0.9
+
+
+def test_a_standard_classifier_has_no_left_out_pairs(ensemble, sets):
+    single = create_detector("msp", ensemble.view([0]))
+    with pytest.raises(ConfigError, match="left-out"):
+        single.fit_left_out(sets["val"])
+
+
+def test_bad_settings_are_named(ensemble, sets):
+    with pytest.raises(ConfigError, match="criterion"):
+        create_detector("msp", ensemble, criterion="accuracy").fit(sets["val"], sets["val"])
+    with pytest.raises(ConfigError, match="cannot search 'epsilon'"):
+        create_detector("msp", ensemble, search_space={"epsilon": (0.0,)}).fit(
+            sets["val"], sets["val"]
+        )
+    with pytest.raises(ConfigError, match="tpr"):
+        create_detector("msp", ensemble, tpr=1.5).fit(sets["val"])
+    with pytest.raises(ConfigError, match="unexpected keyword"):
+        create_detector("msp", ensemble, epsilon=0.1)
+
+
+def test_calibration_records_round_trip(ensemble, sets):
+    space = {"temperature": (1.0, 10.0)}
+    fitted = create_detector("energy", ensemble, search_space=space, tpr=0.9).fit_left_out(
+        sets["val"], max_images=100
+    )
+    record = fitted.calibration_record()
+    assert record["weights"] == ensemble.weights_id and len(record["grid"]) == 2
+    again = create_detector("energy", ensemble).apply_calibration(record)
+    assert again.hyperparameters() == fitted.hyperparameters()
+    assert (again.threshold_, again.tpr) == (fitted.threshold_, 0.9)
+    x = sets["test"].images[:20]
+    np.testing.assert_array_equal(again.predict(x), fitted.predict(x))

@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+from leaveout import ConfigError, Detector, create_detector, list_detectors, register_detector
+
+
+def test_every_detector_is_registered_and_the_paper_comes_first():
+    names = list_detectors()
+    assert names[0] == "leaveout"
+    assert set(names) >= {"leaveout", "msp", "odin", "energy", "mahalanobis"}
+
+
+def test_unknown_detector_lists_the_known_ones(ensemble):
+    with pytest.raises(ConfigError, match="known: leaveout"):
+        create_detector("knn", ensemble)
+
+
+def test_a_new_detector_is_one_class(ensemble, sets):
+    """The example of docs/architecture.md: a max-logit detector in a few lines."""
+    import torch
+
+    from leaveout.detectors.base import PAPER_TEMPERATURES
+
+    @register_detector
+    class MaxLogit(Detector):
+        name = "test-maxlogit"
+        summary = "max logit / T"
+        default_search_space = {"temperature": PAPER_TEMPERATURES}  # noqa: RUF012
+
+        def __init__(self, ensemble, temperature=1.0, **options):
+            super().__init__(ensemble, **options)
+            self.temperature = temperature
+
+        def member_scores(self, member_index, member, batch, points):
+            with torch.no_grad():
+                logits = member(batch).double()
+            return torch.stack([logits.amax(1) / p["temperature"] for p in points])
+
+    try:
+        detector = create_detector("test-maxlogit", ensemble).fit_left_out(
+            sets["val"], max_images=50
+        )
+        assert detector.temperature_ in PAPER_TEMPERATURES and len(detector.grid_) == 5
+        assert set(np.unique(detector.predict(sets["test"].images[:10]))) <= {-1, 1}
+    finally:
+        from leaveout.detectors import registry
+
+        registry.DETECTORS.pop("test-maxlogit")

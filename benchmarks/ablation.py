@@ -15,58 +15,81 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from leaveout import training
-from leaveout.calibration import PAPER_EPSILONS, PAPER_TEMPERATURES, calibrate_left_out
+from leaveout import files, training
 from leaveout.config import resolve
-from leaveout.evaluation import cache_dir, cached_scores, id_test_parts, ood_parts, run_config
+from leaveout.detectors import (
+    PAPER_EPSILONS,
+    PAPER_TEMPERATURES,
+    Detector,
+    create_detector,
+    run_sets,
+)
+from leaveout.ensemble import LeaveOutEnsemble
+from leaveout.evaluation import cached_scores, id_test_parts, ood_parts
 from leaveout.metrics import ood_metrics
 from leaveout.reports import markdown_table, replace_section
-from leaveout.scoring import LeaveOutEnsemble
+from leaveout.rundir import RunDir
 
 OOD = ("tiny_imagenet_crop", "tiny_imagenet_resize", "uniform", "gaussian")
 
 
-def variant_scores(
-    run_dir: Path, data_root: str, epsilons: tuple[float, ...], score_kind: str
-) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-    """Calibrate (T, eps) on left-out classes for this variant, then metrics per OOD set."""
-    ensemble = LeaveOutEnsemble.load(run_dir)
-    splits = training.load_splits(run_config(run_dir), data_root)
-    default = score_kind == "msp-entropy" and epsilons == PAPER_EPSILONS
-    if default and ensemble.calibration is not None:  # the run's own calibration: same search
-        cal = ensemble.calibration
-    else:
-        cal, _ = calibrate_left_out(
-            ensemble,
-            splits["val"],
-            PAPER_TEMPERATURES,
-            epsilons,
-            score_kind=score_kind,
-            progress=True,
-        )
-    t, e = cal.temperature, cal.epsilon
-    # the default variant shares `leaveout evaluate`'s cache key, so its scores are reused
-    key = (
-        f"leaveout-entropy-T{t:g}-eps{e:g}"
-        if score_kind == "msp-entropy"
-        else f"ablation-{score_kind}-T{t:g}-eps{e:g}"
+def saved_calibration_fits(run: RunDir, detector: Detector) -> dict | None:
+    """The run's calibration/leaveout.json when it is the search `detector` would do (same
+    weights, score settings, criterion and grid), else None."""
+    record = run.read_calibration(detector.name)
+    if record is None or record.get("weights") != detector.ensemble.weights_id:
+        return None
+    settings = {key: getattr(detector, key) for key in detector.settings}
+    grid = {(row.get("temperature"), row.get("epsilon")) for row in record.get("grid", [])}
+    searched = {(p["temperature"], p["epsilon"]) for p in detector.grid_points()}
+    same = (
+        record.get("settings") == settings
+        and record.get("criterion") == detector.criterion
+        and grid == searched
     )
+    return record if same else None
 
-    def scorer(data):
-        grid = ensemble.member_scores_grid(data, [t], [e], score_kind=score_kind, progress=True)
-        return grid[0, 0].sum(axis=0)
 
-    cache = cache_dir(run_dir, ensemble)
-    id_scores = cached_scores(cache, "id-test", key, id_test_parts(splits)["report"], scorer)
+def variant_scores(
+    run_dir: Path,
+    data_root: str,
+    epsilons: tuple[float, ...],
+    score_kind: str,
+    oods: Sequence[str] = OOD,
+    device: str = "cpu",
+) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Calibrate (T, eps) on left-out classes for this variant, then metrics (fractions) per
+    OOD set."""
+    run = RunDir(run_dir).require()
+    ensemble = LeaveOutEnsemble.load(run, device)
+    sets = run_sets(run, data_root)
+    detector = create_detector(
+        "leaveout",
+        ensemble,
+        search_space={"temperature": PAPER_TEMPERATURES, "epsilon": epsilons},
+        member_score=score_kind,
+        progress=True,
+    )
+    default = score_kind == "msp-entropy" and tuple(epsilons) == PAPER_EPSILONS
+    record = saved_calibration_fits(run, detector) if default else None
+    if record is not None:  # the run's own calibration: the same search
+        detector.apply_calibration(record)
+    else:
+        detector.fit_left_out(sets["val"])
+    chosen = detector.hyperparameters()
+    # scores are cached per weights, settings and images: the default variant shares
+    # `leaveout evaluate`'s cache entries, so its scores are reused
+    id_scores = cached_scores(run, detector, "id-test", id_test_parts(sets)["report"])
     metrics = {}
-    for name in OOD:
-        report = ood_parts(name, splits, data_root, ensemble.image_size)["report"]
-        metrics[name] = ood_metrics(id_scores, cached_scores(cache, name, key, report, scorer))
-    return metrics, {"T": t, "eps": e}
+    for name in oods:
+        report = ood_parts(name, sets, data_root, ensemble.image_size)["report"]
+        metrics[name] = ood_metrics(id_scores, cached_scores(run, detector, name, report))
+    return metrics, {"T": chosen["temperature"], "eps": chosen["epsilon"]}
 
 
 def main() -> None:
@@ -108,8 +131,8 @@ def main() -> None:
         metrics, chosen = variant_scores(run_dir, args.data_root, epsilons, kind)
         row = {"variant": label, "T, eps": f"{chosen['T']:g}, {chosen['eps']:g}"}
         for name in OOD:
-            row[name] = f"{metrics[name]['FPR95']:.1f} / {metrics[name]['AUROC']:.1f}"
-        row["mean AUROC"] = f"{np.mean([m['AUROC'] for m in metrics.values()]):.1f}"
+            row[name] = f"{100 * metrics[name]['FPR95']:.1f} / {100 * metrics[name]['AUROC']:.1f}"
+        row["mean AUROC"] = f"{100 * np.mean([m['AUROC'] for m in metrics.values()]):.1f}"
         rows.append(row)
     text = "\n".join(
         [
@@ -124,11 +147,11 @@ def main() -> None:
             "",
         ]
     )
-    args.out.write_text(text)
+    files.write_text(args.out, text)
     results = Path("docs/results.md")
     if results.is_file():  # the ablation is also a section of the results page
         section = "## Ablation\n\n" + text.split("\n", 2)[2]
-        results.write_text(replace_section(results.read_text(), "ablation", section))
+        files.write_text(results, replace_section(results.read_text(), "ablation", section))
     print(text)
 
 

@@ -1,8 +1,9 @@
 """Peak memory (RSS) of `leaveout evaluate` on CIFAR-10 test + two OOD sets at batch 256.
 
 Runs the command in a child process on a copy of a trained run directory without its score
-cache (so everything is scored), and reports the child's peak resident memory next to a
-reference child that only loads the same datasets into memory. Target: under 3 GB.
+cache (RUN/cache/) and reports (RUN/eval/), so everything is scored, and reports the child's peak
+resident memory next to a reference child that only loads the same datasets into memory.
+Target: under 3 GB.
 
     python benchmarks/evaluate_memory.py RUN_DIR [--data-root ../shared/data] [--batch-size 256]
 """
@@ -23,7 +24,7 @@ from leaveout.reports import markdown_table
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 OOD = ["tiny_imagenet_crop", "tiny_imagenet_resize"]
 LOAD_ONLY = (
-    "import sys; from leaveout.datasets import load_dataset as L; r = sys.argv[1]; "
+    "import sys; from leaveout.data import load_dataset as L; r = sys.argv[1]; "
     "d = [L('cifar10', 'train', r), L('cifar10', 'test', r)] + [L(n, root=r) for n in sys.argv[2:]]"
 )
 
@@ -48,7 +49,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         shutil.copytree(
-            args.run_dir, run, ignore=shutil.ignore_patterns("eval", "checkpoint.safetensors")
+            args.run_dir,
+            run,
+            ignore=shutil.ignore_patterns("eval", "cache", "checkpoint.safetensors"),
         )
         command = [
             sys.executable,
@@ -56,6 +59,8 @@ def main() -> None:
             "leaveout",
             "evaluate",
             str(run),
+            "--method",
+            "leaveout",
             "--ood",
             *OOD,
             "--data-root",

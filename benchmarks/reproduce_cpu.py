@@ -16,25 +16,21 @@ Stages (each reuses what exists and matches, so a re-run only redoes what is mis
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
 
 import torch
 
-from leaveout import training
-from leaveout.calibration import (
-    calibrate_baseline_left_out,
-    read_calibration_record,
-    save_baseline_calibration,
-)
+from leaveout import files, training
 from leaveout.config import load_preset, resolve
-from leaveout.datasets import catalog
-from leaveout.evaluation import cache_dir, evaluate, gaussian_fits, run_config
+from leaveout.data import catalog
+from leaveout.detectors import calibrate, load_detector, run_sets, transfer_calibration
+from leaveout.ensemble import LeaveOutEnsemble
+from leaveout.evaluation import evaluate
 from leaveout.metrics import METRIC_NAMES
 from leaveout.reports import markdown_table, read_section, replace_section
-from leaveout.scoring import LeaveOutEnsemble
+from leaveout.rundir import RunDir
 
 BASELINES = ("msp", "odin", "energy", "mahalanobis")
 LABELS = {
@@ -91,68 +87,87 @@ class Stages:
         return result
 
 
-def calibrate_all(ens_dir: Path, std_dir: Path, data_root: str) -> None:
-    ensemble = LeaveOutEnsemble.load(ens_dir)
-    splits = training.load_splits(run_config(ens_dir), data_root)
-    from leaveout.evaluation import ensure_calibration
-
-    ensure_calibration(ensemble, ens_dir, splits["val"], 256, True)
+def calibrate_all(ens_dir: Path, std_dir: Path, data_root: str, device: str = "cpu") -> None:
+    """`leaveout calibrate ens_dir`, then `leaveout calibrate ens_dir --method NAME --also
+    std_dir` for every baseline; a calibration already saved for the current weights is kept."""
+    ens_run, std_run = RunDir(ens_dir).require(), RunDir(std_dir).require()
+    ensemble = LeaveOutEnsemble.load(ens_run, device)
+    sets = run_sets(ens_run, data_root)
+    options = {"batch_size": 256, "progress": True}
+    if ens_run.current_calibration("leaveout") is None:
+        detector = load_detector(ens_run, "leaveout", ensemble=ensemble, sets=sets, **options)
+        calibrate(ens_run, detector, sets)
+        print(f"leaveout: {detector.hyperparameters()}", flush=True)
     for name in BASELINES:
-        if (std_dir / f"calibration-{name}.json").is_file():
+        if std_run.current_calibration(name) is not None:
             continue
-        fits = None
-        if name == "mahalanobis":
-            fits = gaussian_fits(ensemble, splits["train"], cache_dir(ens_dir, ensemble), 256)
-        settings, rows = calibrate_baseline_left_out(name, ensemble, splits["val"], fits)
-        source = f"left-out classes of {ens_dir.name} (validation split), members one at a time"
-        for run_dir in (ens_dir, std_dir):
-            save_baseline_calibration(run_dir, name, settings, rows, source, "fpr95")
-        print(f"{name}: {settings}", flush=True)
+        # chosen on the ensemble's left-out classes (members one at a time), saved in ens_dir
+        detector = load_detector(ens_run, name, ensemble=ensemble, sets=sets, **options)
+        if ens_run.current_calibration(name) is None:
+            calibrate(ens_run, detector, sets)
+        transfer_calibration(detector, std_run, device, data_root)
+        print(f"{name}: {detector.hyperparameters()}", flush=True)
 
 
 def member_table(ens_dir: Path) -> tuple[str, float]:
-    partition = json.loads((ens_dir / "partition.json").read_text())
-    classes = json.loads((ens_dir / "run.json").read_text())["classes"]
+    run = RunDir(ens_dir)
+    partition = run.read_partition()
+    assert partition is not None, f"{ens_dir} is not a leave-out run"
+    classes = run.read_info().classes
     rows, seconds = [], 0.0
-    for m, group in enumerate(partition["groups"]):
-        state = json.loads((training.member_dir(ens_dir, m) / "state.json").read_text())
+    for m in range(partition.k):
+        state = run.read_state(m)
+        assert state is not None, f"{run.state_path(m)} is missing"
         seconds += state["seconds"]
         rows.append(
             {
                 "member": m,
-                "left out": ", ".join(classes[c] for c in group),
+                "left out": ", ".join(classes[c] for c in partition.left_out(m)),
                 "best epoch": state["best_epoch"],
-                "val accuracy %": f"{state['val_acc']:.2f}",
-                "val AUROC % (max-softmax, left-out classes)": f"{state['val_auroc']:.2f}",
+                "val accuracy %": percent(state["val_acc"]),
+                "val AUROC % (max-softmax, left-out classes)": percent(state["val_auroc"]),
                 "minutes": f"{state['seconds'] / 60:.1f}",
             }
         )
     return markdown_table(rows, list(rows[0])), seconds
 
 
+def percent(fraction: float | None) -> str:
+    """A fraction (what the library returns) as percent with two decimals."""
+    return fmt(None if fraction is None else 100 * fraction)
+
+
 def fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def chosen_params(run_dir: Path, name: str) -> dict:
+    """The settings `leaveout calibrate` chose for detector `name` (calibration/<name>.json)."""
+    record = RunDir(run_dir).read_calibration(name)
+    return {} if record is None else dict(record["params"])
+
+
 def write_results(
-    path: Path, results: dict[str, dict], stages: Stages, ens_dir: Path, std_dir: Path, command: str
+    path: Path,
+    results: dict[str, dict],
+    stages: Stages,
+    ens_dir: Path,
+    std_dir: Path,
+    command: str,
+    data_root: str = "../shared/data",
 ) -> None:
+    """docs/results.md from evaluate()'s results (fractions; the tables show percent)."""
     members, train_seconds = member_table(ens_dir)
-    std_state = json.loads((training.member_dir(std_dir, 0) / "state.json").read_text())
-    cal = read_calibration_record(ens_dir) or {}
+    std_state = RunDir(std_dir).read_state(0)
+    assert std_state is not None, f"{std_dir} has no trained member"
+    cal = chosen_params(ens_dir, "leaveout")
     oods = [r["ood"] for r in results["leaveout"]["rows"]]
     other_minutes = sum(
         float(r["minutes"]) for r in stages.rows if not r["stage"].startswith("train")
     )
     from_scratch = (train_seconds + std_state["seconds"]) / 60 + other_minutes
-    baseline_settings = {
-        name: {
-            k: v
-            for k, v in json.loads((std_dir / f"calibration-{name}.json").read_text()).items()
-            if k in ("temperature", "epsilon")
-        }
-        for name in BASELINES
-    }
+    baseline_settings = {name: chosen_params(std_dir, name) for name in BASELINES}
+    ood_list = " ".join(oods)
     lines = [
         "# Results on CIFAR-10 (CPU budget)",
         "",
@@ -177,15 +192,15 @@ def write_results(
         "The same, step by step with the command-line tool:",
         "",
         "```bash",
-        "leaveout train --preset cpu-cifar10 --data-root ../shared/data --out runs/cpu-cifar10",
-        "leaveout train --preset cpu-cifar10 --mode standard --data-root ../shared/data "
-        "--out runs/cpu-cifar10-standard",
-        "leaveout calibrate runs/cpu-cifar10 --data-root ../shared/data",
-        "for m in msp odin energy mahalanobis; do leaveout calibrate runs/cpu-cifar10 --method $m "
-        "--also runs/cpu-cifar10-standard --data-root ../shared/data; done",
-        "leaveout evaluate runs/cpu-cifar10 --data-root ../shared/data --ood " + " ".join(oods),
-        "for m in msp odin energy mahalanobis; do leaveout evaluate runs/cpu-cifar10-standard "
-        "--method $m --data-root ../shared/data --ood " + " ".join(oods) + "; done",
+        f"leaveout train --preset cpu-cifar10 --data-root {data_root} --out {ens_dir}",
+        f"leaveout train --preset cpu-cifar10 --mode standard --data-root {data_root} "
+        f"--out {std_dir}",
+        f"leaveout calibrate {ens_dir} --method leaveout --data-root {data_root}",
+        f"for m in {' '.join(BASELINES)}; do leaveout calibrate {ens_dir} --method $m "
+        f"--also {std_dir} --data-root {data_root}; done",
+        f"leaveout evaluate {ens_dir} --method leaveout --data-root {data_root} --ood {ood_list}",
+        f"for m in {' '.join(BASELINES)}; do leaveout evaluate {std_dir} "
+        f"--method $m --data-root {data_root} --ood {ood_list}; done",
         "```",
         "",
         "## ID accuracy (test reporting part, 9,000 images)",
@@ -194,9 +209,12 @@ def write_results(
             [
                 {
                     "model": LABELS["leaveout"],
-                    "accuracy %": fmt(results["leaveout"]["id_accuracy"]),
+                    "accuracy %": percent(results["leaveout"]["id_accuracy"]),
                 },
-                {"model": "standard classifier", "accuracy %": fmt(results["msp"]["id_accuracy"])},
+                {
+                    "model": "standard classifier",
+                    "accuracy %": percent(results["msp"]["id_accuracy"]),
+                },
             ],
             ["model", "accuracy %"],
         ),
@@ -207,7 +225,9 @@ def write_results(
         rows = []
         for method, result in results.items():
             metrics = result["rows"][index]
-            rows.append({"method": LABELS[method], **{k: fmt(metrics[k]) for k in METRIC_NAMES}})
+            rows.append(
+                {"method": LABELS[method], **{k: percent(metrics[k]) for k in METRIC_NAMES}}
+            )
         for label, values in PAPER.get(ood, {}).items():
             rows.append({"method": label, **{k: fmt(v) for k, v in zip(METRIC_NAMES, values)}})
         n_ood = results["leaveout"]["rows"][index]["n_ood"]
@@ -223,7 +243,7 @@ def write_results(
         "",
         f"Leave-out members (validation: a stratified 10% of the training split). Total training "
         f"time {train_seconds / 60:.1f} minutes; the standard classifier took "
-        f"{std_state['seconds'] / 60:.1f} minutes (val accuracy {std_state['val_acc']:.2f}%).",
+        f"{std_state['seconds'] / 60:.1f} minutes (val accuracy {percent(std_state['val_acc'])}%).",
         "",
         members,
         "",
@@ -248,7 +268,7 @@ def write_results(
     ablation = read_section(path.read_text(), "ablation") if path.is_file() else None
     if ablation:  # written by benchmarks/ablation.py: keep it
         text = replace_section(text, "ablation", ablation)
-    path.write_text(text)
+    files.write_text(path, text)
 
 
 def main() -> None:
@@ -279,12 +299,23 @@ def main() -> None:
         args.device,
     )
     stages.run(
-        "calibrate every method (left-out classes)", calibrate_all, ens_dir, std_dir, args.data_root
+        "calibrate every method (left-out classes)",
+        calibrate_all,
+        ens_dir,
+        std_dir,
+        args.data_root,
+        args.device,
     )
     oods = present_ood_sets(Path(args.data_root))
     results = {
         "leaveout": stages.run(
-            "evaluate the ensemble", evaluate, ens_dir, oods, args.data_root, device=args.device
+            "evaluate the ensemble",
+            evaluate,
+            ens_dir,
+            oods,
+            args.data_root,
+            method="leaveout",
+            device=args.device,
         )
     }
     for name in BASELINES:
@@ -294,10 +325,10 @@ def main() -> None:
             std_dir,
             oods,
             args.data_root,
-            method_name=name,
+            method=name,
             device=args.device,
         )
-    write_results(args.out, results, stages, ens_dir, std_dir, command)
+    write_results(args.out, results, stages, ens_dir, std_dir, command, args.data_root)
     print(f"\nwrote {args.out}")
 
 

@@ -20,7 +20,8 @@ import torch
 
 from leaveout import training as tr
 from leaveout.config import resolve
-from leaveout.data import ImageSet
+from leaveout.data import ImageSet, Normalization, load_run_sets
+from leaveout.errors import DatasetNotFoundError
 from leaveout.partitions import LeaveOutPartition
 from leaveout.reports import markdown_table
 
@@ -28,8 +29,10 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def cifar_like(cfg, data_root):
-    if (Path(data_root) / "cifar10" / "train.npz").is_file():
-        return tr.load_splits(cfg, data_root)
+    try:
+        return load_run_sets(cfg.data, cfg.train.seed, data_root)
+    except DatasetNotFoundError:
+        pass
     gen = torch.Generator().manual_seed(0)  # no real data: random images of CIFAR's shape
     images = torch.randint(0, 256, (50_000, 32, 32, 3), dtype=torch.uint8, generator=gen).numpy()
     labels = torch.arange(50_000).remainder(10).numpy()
@@ -50,24 +53,28 @@ def main() -> None:
     cfg = resolve(args.preset, overrides=args.set)
     device = torch.device(args.device)
     parts = cifar_like(cfg, args.data_root)
-    partition = LeaveOutPartition(parts["train"].num_classes, cfg.train.k, cfg.train.partition_seed)
-    norm = tr.make_normalization(cfg, parts["train"])
+    partition = (
+        None
+        if cfg.train.mode == "standard"
+        else LeaveOutPartition(parts["train"].num_classes, cfg.train.k, cfg.train.partition_seed)
+    )
+    norm = Normalization.named(cfg.data.normalization, parts["train"].images)
     data = tr.member_data(parts, partition, 0, device)
     model = tr.build_member_model(cfg, data.num_classes, 0).to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = tr.make_optimizer(cfg, model)
     stream = tr.make_stream(cfg, data, norm, 0)
-    x0, y0, out0 = next(iter(stream.epoch(0)))
-    fixed = (x0.clone(), y0.clone(), out0.clone())
-    per_step = len(x0) + len(out0)
+    x0, y0, out0 = next(tr.epoch_batches(stream, 0))
+    fixed = (x0.clone(), y0.clone(), None if out0 is None else out0.clone())
+    per_step = len(x0) + (0 if out0 is None else len(out0))
 
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
     def full_block(epoch: int) -> float:
-        batches = stream.epoch(epoch)
+        batches = tr.epoch_batches(stream, epoch)
         sync()
         start = time.perf_counter()
         for _ in range(args.steps):
@@ -95,7 +102,8 @@ def main() -> None:
         {"step": "full (stream + augmentation)", "images/s": f"{f:.0f}", "ratio": f"{f / b:.2f}"},
     ]
     print(
-        f"model {cfg.model.name}, amp {cfg.train.amp}, batch {len(x0)} ID + {len(out0)} left-out, "
+        f"model {cfg.model.name}, amp {cfg.train.amp}, batch {len(x0)} ID + "
+        f"{0 if out0 is None else len(out0)} left-out, "
         f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}"
     )
     print(markdown_table(rows, ["step", "images/s", "ratio"]))

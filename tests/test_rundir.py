@@ -1,7 +1,5 @@
 import json
-import os
 import shutil
-import stat
 
 import pytest
 import torch
@@ -76,16 +74,6 @@ def test_a_differing_config_is_refused_with_the_keys_listed(run):
         run.start(other)
     assert "train.epochs: 2 -> 3" in str(err.value) and "optim.lr: 0.05 -> 0.2" in str(err.value)
     run.start(resolve("digits", overrides=["train.epochs=2"]))  # the same settings are fine
-
-
-def test_files_get_the_umask_permissions(run):
-    old = os.umask(0o022)
-    try:
-        run.write_calibration("x", {"a": 1})
-        mode = stat.S_IMODE(run.calibration_path("x").stat().st_mode)
-    finally:
-        os.umask(old)
-    assert mode == 0o644  # not 0600 as a temporary file would have
 
 
 def test_missing_and_damaged_files_are_named(run, tmp_path):

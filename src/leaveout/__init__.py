@@ -48,6 +48,7 @@ from .detectors import (
     list_detectors,
     load_detector,
     register_detector,
+    run_sets,
 )
 from .ensemble import LeaveOutEnsemble
 from .errors import (
@@ -151,6 +152,7 @@ __all__ = [
     "register_model",
     "resize_image",
     "resolve",
+    "run_sets",
     "save_npz",
     "stratified_split",
     "threshold_at_tpr",

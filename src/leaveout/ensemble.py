@@ -55,6 +55,13 @@ class LeaveOutEnsemble:
         self.device = resolve_device(device)
         self.members = [self.prepared(m) for m in members]
         self.classes = tuple(classes)
+        for m, member in enumerate(self.members):
+            outputs = getattr(getattr(member, "classifier", None), "out_features", None)
+            expected = len(classes) if partition is None else partition.member_num_classes(m)
+            if outputs is not None and outputs != expected:
+                raise ShapeError(
+                    f"member {m} has {outputs} outputs; it should classify {expected} classes"
+                )
         self.normalization = normalization or Normalization()
         self.partition = partition
         self.image_size = (int(image_size[0]), int(image_size[1]))
@@ -92,7 +99,7 @@ class LeaveOutEnsemble:
             partition,
             info.image_size,
             device,
-            run.weights_id(info.members, which),
+            run.weights_id(which),
         )
 
     @property
@@ -103,11 +110,17 @@ class LeaveOutEnsemble:
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def view(self, members: Sequence[int]) -> LeaveOutEnsemble:
-        """The ensemble of some members only (for per-member scores; no class mapping)."""
-        chosen = [self.members[m] for m in members]
+    def single(self, member: int) -> LeaveOutEnsemble:
+        """Member `member` alone, as a classifier of its kept classes (no partition)."""
+        classes = [self.classes[c] for c in self.kept_classes(member)]
         return LeaveOutEnsemble(
-            chosen, self.classes, self.normalization, None, self.image_size, self.device
+            [self.members[member]],
+            classes,
+            self.normalization,
+            None,
+            self.image_size,
+            self.device,
+            f"{self.weights_id}-member{member}",
         )
 
     def to(self, device: torch.device | str) -> LeaveOutEnsemble:

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from . import files
-from .data.sets import load_dataset
 from .data.imageset import ImageSet
+from .data.sets import load_dataset
 from .data.splits import report_split
 from .detectors import Detector, calibrate, load_detector, run_sets
 from .detectors.base import subsample

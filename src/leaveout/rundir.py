@@ -212,19 +212,33 @@ class RunDir:
         files.write_safetensors(self.weights_path(member, which), state, meta)
 
     def read_weights(self, member: int, which: str = "best") -> dict[str, torch.Tensor]:
+        tensors, _ = files.read_safetensors(self.existing_weights_path(member, which))
+        return tensors
+
+    def existing_weights_path(self, member: int, which: str) -> Path:
+        """The member's weights file, or RunNotFoundError saying what to do."""
         path = self.weights_path(member, which)
         if not path.is_file():
             raise RunNotFoundError(
                 f"{path} is missing: member {member} has not finished training "
                 f"(`leaveout status {self.path}` says more; `leaveout train` restores it)"
             )
-        tensors, _ = files.read_safetensors(path)
-        return tensors
+        return path
 
-    def weights_id(self, members: int, which: str = "best") -> str:
-        """A short digest of the weight files: caches and calibrations are keyed by it."""
+    def weights_id(self, which: str = "best") -> str:
+        """A short digest of the members' weight files: caches and calibrations are keyed by it."""
+        members = self.read_info().members
+        for m in range(members):
+            self.existing_weights_path(m, which)
         digests = [files.file_digest(self.weights_path(m, which), "sha1") for m in range(members)]
         return hashlib.sha1("".join(digests).encode()).hexdigest()[:12]
+
+    def current_calibration(self, detector: str, which: str = "best") -> dict[str, Any] | None:
+        """The saved calibration of `detector` when it was chosen for the current weights."""
+        record = self.read_calibration(detector)
+        if record is None or record.get("weights") != self.weights_id(which):
+            return None
+        return record
 
     def write_checkpoint(
         self, member: int, tensors: dict[str, torch.Tensor], progress: dict[str, Any]

@@ -25,3 +25,12 @@ def test_imageset_validates_shapes_and_labels():
     sub = data.subset(np.array([1, 2]))
     assert len(sub) == 2 and sub.labels.tolist() == [1, 1] and sub.classes == ("a", "b")
     assert "2 classes: a 2, b 2" in data.describe()
+
+
+def test_a_one_line_repr_not_the_pixels():
+    data = ImageSet(random_images(1000), np.zeros(1000, np.int64), ("a", "b"), "big")
+    assert repr(data) == "ImageSet('big': 1000 images, 32x32 RGB, 2 classes)"
+    assert (
+        repr(ImageSet(random_images(2, size=8), None, (), "ood"))
+        == "ImageSet('ood': 2 images, 8x8 RGB, unlabelled)"
+    )

@@ -13,9 +13,27 @@ from leaveout.data import noise_images
 from leaveout.metrics import fpr_at_tpr
 
 
-def test_paper_grid():
-    assert PAPER_TEMPERATURES == (1, 10, 100, 1000, 5000)
-    assert PAPER_EPSILONS == (0, 0.000313, 0.000625, 0.00125, 0.002, 0.003)
+def test_the_searched_grid_is_the_one_method_md_gives(ensemble):
+    """The grid of method.md section 5, parsed from the spec itself, is what fit searches."""
+    import re
+
+    from ..conftest import SHARED_DATA
+
+    spec = SHARED_DATA.parent / "docs" / "method.md"
+    if not spec.is_file():
+        pytest.skip(f"{spec} not found")
+    line = re.search(
+        r"Grid T in \{([^}]*)\} x eps in \{([^}]*)\}", spec.read_text().replace("\n", " ")
+    )
+    temperatures, epsilons = ([float(v) for v in group.split(",")] for group in line.groups())
+    assert list(PAPER_TEMPERATURES) == temperatures and list(PAPER_EPSILONS) == epsilons
+    points = create_detector("leaveout", ensemble).grid_points()
+    assert [(p["temperature"], p["epsilon"]) for p in points] == [
+        (t, e) for t in temperatures for e in epsilons
+    ]
+    assert [
+        p["temperature"] for p in create_detector("energy", ensemble).grid_points()
+    ] == temperatures
 
 
 def test_threshold_keeps_the_asked_fraction():
@@ -79,7 +97,7 @@ def test_left_out_fit_averages_each_members_own_pair(ensemble, sets):
     # one grid point recomputed independently: each member alone on its kept vs left-out classes
     fprs = []
     for m in range(ensemble.k):
-        single = create_detector("leaveout", ensemble.view([m]), temperature=1000.0, epsilon=0.002)
+        single = create_detector("leaveout", ensemble.single(m), temperature=1000.0, epsilon=0.002)
         out = np.isin(val.labels, ensemble.partition.left_out(m))
         ids, oods = np.flatnonzero(~out), np.flatnonzero(out)
         assert len(oods) <= 200  # the left-out side is not subsampled here
@@ -96,7 +114,7 @@ def test_left_out_fit_averages_each_members_own_pair(ensemble, sets):
 
 
 def test_a_standard_classifier_has_no_left_out_pairs(ensemble, sets):
-    single = create_detector("msp", ensemble.view([0]))
+    single = create_detector("msp", ensemble.single(0))
     with pytest.raises(ConfigError, match="left-out"):
         single.fit_left_out(sets["val"])
 

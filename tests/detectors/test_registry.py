@@ -46,3 +46,34 @@ def test_a_new_detector_is_one_class(ensemble, sets):
         from leaveout.detectors import registry
 
         registry.DETECTORS.pop("test-maxlogit")
+
+
+def test_the_architecture_pages_detector_example_is_one_working_file(ensemble, sets):
+    """docs/architecture.md shows a whole detector file; it must work as written."""
+    import re
+    import types
+
+    import torch
+
+    from leaveout.detectors import registry
+
+    from ..conftest import REPO
+
+    text = (REPO / "docs" / "architecture.md").read_text()
+    (source,) = [
+        b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "register_detector" in b
+    ]
+    assert len(source.strip().splitlines()) <= 30
+    module = types.ModuleType("leaveout.detectors.maxlogit")
+    module.__package__ = "leaveout.detectors"
+    try:
+        exec(compile(source, "docs/architecture.md", "exec"), module.__dict__)
+        detector = create_detector("maxlogit", ensemble, temperature=2.0)
+        images = sets["test"].images[:20]
+        with torch.no_grad():
+            x = next(ensemble.batches(images))
+            expected = sum(m(x).double().amax(1).numpy() / 2.0 for m in ensemble.members)
+        np.testing.assert_allclose(detector.score_samples(images), expected, rtol=1e-12)
+        assert "maxlogit" in list_detectors()
+    finally:
+        registry.DETECTORS.pop("maxlogit", None)

@@ -6,17 +6,6 @@ files), `synthetic` (noise, digits), `sets` (named sets, downloads, the catalogu
 """
 
 from .batches import BatchStream, CycledStream, PairedStream
-from .sets import (
-    DATASETS,
-    DatasetInfo,
-    Download,
-    catalog,
-    dataset_info,
-    default_data_root,
-    download,
-    load_dataset,
-    locate,
-)
 from .cifar import load_cifar, restricted_unpickle
 from .images import (
     RESIZE_RULES,
@@ -30,6 +19,17 @@ from .images import (
 from .imageset import ImageSet
 from .inputs import Images, input_batches, input_length
 from .npz import load_npz, npz_image_count, save_npz
+from .sets import (
+    DATASETS,
+    DatasetInfo,
+    Download,
+    catalog,
+    dataset_info,
+    default_data_root,
+    download,
+    load_dataset,
+    locate,
+)
 from .splits import (
     MIN_IMAGES_PER_CLASS,
     Split,

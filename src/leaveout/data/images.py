@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from ..config import RESIZE_RULES
 from ..errors import (
@@ -101,9 +101,8 @@ def decode_image(
                 image.load()
                 return pil_to_array(image, size, resize)
     except Exception as exc:
-        raise CorruptFileError(
-            f"{source}: cannot decode image ({type(exc).__name__}: {exc}); {SKIP_HINT}"
-        ) from exc
+        reason = "not an image Pillow can read" if isinstance(exc, UnidentifiedImageError) else exc
+        raise CorruptFileError(f"{source}: cannot decode image ({reason}); {SKIP_HINT}") from exc
 
 
 # --- the file walker ---------------------------------------------------------------------------

@@ -11,8 +11,8 @@ import numpy as np
 from .. import files
 from ..config import DataSettings
 from ..errors import ConfigError, CorruptFileError, LeaveoutWarning, ShapeError
-from .sets import DATASETS, load_dataset
 from .imageset import ImageSet
+from .sets import DATASETS, load_dataset
 
 # Below this many images a class is too small to split into train/val/test parts reliably.
 MIN_IMAGES_PER_CLASS = 10

@@ -17,7 +17,8 @@ ensemble of one). Subclasses implement `member_scores` for a batch and a list of
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
@@ -29,6 +30,7 @@ from ..data.inputs import Images, input_length
 from ..ensemble import LeaveOutEnsemble
 from ..errors import ConfigError, NotFittedError, ShapeError
 from ..metrics import auroc, detection_error, fpr_at_tpr, threshold_at_tpr
+from .perturb import Objective, stepped_logit_scores
 
 PAPER_TEMPERATURES = (1.0, 10.0, 100.0, 1000.0, 5000.0)
 PAPER_EPSILONS = (0.0, 0.000313, 0.000625, 0.00125, 0.002, 0.003)
@@ -47,6 +49,7 @@ class Detector:
     default_search_space: ClassVar[SearchSpace] = {}
     settings: ClassVar[tuple[str, ...]] = ()  # other settings that change the score
     needs_training_data: ClassVar[bool] = False  # fits statistics on the training images
+    representation: ClassVar[str] = "logits"  # what `score_outputs` takes: logits or features
 
     def __init__(
         self,
@@ -91,8 +94,8 @@ class Detector:
         """Everything that determines the scores: the hyperparameters and the score settings."""
         return self.hyperparameters() | {key: getattr(self, key) for key in self.settings}
 
-    def grid_points(self) -> list[Point]:
-        """Every combination of `search_space` (default: the class's), first key outermost."""
+    def searched(self) -> SearchSpace:
+        """The values `fit` tries: `search_space` over the class's default search space."""
         space = dict(self.default_search_space)
         for key, values in (self.search_space or {}).items():
             if key not in space:
@@ -103,6 +106,11 @@ class Detector:
             space[key] = tuple(values)
         if any(not values for values in space.values()):
             raise ConfigError(f"{self.name}: every searched hyperparameter needs a value")
+        return space
+
+    def grid_points(self) -> list[Point]:
+        """Every combination of the searched values, the first hyperparameter outermost."""
+        space = self.searched()
         return [dict(zip(space, values)) for values in itertools.product(*space.values())]
 
     def check_settings(self) -> None:
@@ -120,8 +128,37 @@ class Detector:
     def member_scores(
         self, member_index: int, member: nn.Module, batch: torch.Tensor, points: Sequence[Point]
     ) -> torch.Tensor:
-        """Scores (P, B) float64 of one member on a normalised batch at every point."""
-        raise NotImplementedError
+        """Scores (P, B) float64 of one member on a normalised batch at every point.
+
+        By default: `score_outputs` of the member's logits, after the input step of
+        `step_objective` at points with epsilon > 0 (detectors on features override this).
+        """
+        std = self.ensemble.normalization.std_tensor(batch.device)
+        score = partial(self.score_outputs, member_index)
+        return stepped_logit_scores(member, batch, points, std, score, self.step_objective())
+
+    def step_objective(self) -> Callable[[float], Objective] | None:
+        """The objective (per temperature) whose input gradient gives the step; None: no step."""
+        return None
+
+    def score_outputs(self, member_index: int, output: torch.Tensor, point: Point) -> torch.Tensor:
+        """The member score (B,) float64 from the member's output (logits or features, see
+        `representation`) of unperturbed inputs; for detectors with an input step only at
+        epsilon 0."""
+        raise NotImplementedError(f"{self.name} scores inputs only")
+
+    def scores_from_outputs(self, outputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Scores (N,) float64 from each member's outputs at the fitted settings, summed."""
+        point = self.hyperparameters()
+        if point.get("epsilon", 0.0) > 0:
+            raise ConfigError(
+                f"{self.name} with epsilon = {point['epsilon']} steps its input: score inputs, "
+                "not precomputed outputs"
+            )
+        if len(outputs) != self.ensemble.k:
+            raise ShapeError(f"{len(outputs)} output tensors for {self.ensemble.k} members")
+        self.check_ready()
+        return sum(self.score_outputs(m, output, point) for m, output in enumerate(outputs))
 
     def score_grid(self, x: Images, points: Sequence[Point]) -> np.ndarray:
         """Scores (P, N) float64 at every point, summed over members; higher = more ID."""
@@ -199,7 +236,7 @@ class Detector:
 
     def member_view(self, member: int) -> Detector:
         """This detector on one member alone (same settings; statistics of that member)."""
-        view = type(self)(self.ensemble.view([member]))
+        view = type(self)(self.ensemble.single(member))
         view.set_params(**self.get_params())
         view.progress = False
         return view

@@ -10,18 +10,17 @@ OOD is about 1e-3 wide, where float32 would create ties.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..ensemble import LeaveOutEnsemble
 from ..errors import ConfigError
 from ..losses import entropy
 from .base import PAPER_EPSILONS, PAPER_TEMPERATURES, Detector, Point, SearchSpace
-from .perturb import OBJECTIVES, stepped_logit_scores
+from .perturb import OBJECTIVES, Objective
 from .registry import register_detector
 
 MEMBER_SCORES = ("msp-entropy", "msp")
@@ -73,16 +72,8 @@ class LeaveOut(Detector):
                 f"member_score must be one of {', '.join(MEMBER_SCORES)}, got {self.member_score!r}"
             )
 
-    def member_scores(
-        self, member_index: int, member: nn.Module, batch: torch.Tensor, points: Sequence[Point]
-    ) -> torch.Tensor:
-        std = self.ensemble.normalization.std_tensor(batch.device)
-        kind = self.member_score
-        return stepped_logit_scores(
-            member,
-            batch,
-            points,
-            std,
-            lambda z, t: member_score(z, t, kind),
-            OBJECTIVES[self.gradient],
-        )
+    def step_objective(self) -> Callable[[float], Objective]:
+        return OBJECTIVES[self.gradient]
+
+    def score_outputs(self, member_index: int, logits: torch.Tensor, point: Point) -> torch.Tensor:
+        return member_score(logits.double(), point["temperature"], self.member_score)

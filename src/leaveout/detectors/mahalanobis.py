@@ -8,15 +8,15 @@ units) against the gradient of that minimum distance.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..data.imageset import ImageSet
+from ..data.inputs import Images
 from ..ensemble import LeaveOutEnsemble
 from ..errors import ConfigError, ShapeError
 from .base import PAPER_EPSILONS, Detector, Point, SearchSpace
@@ -45,40 +45,39 @@ class GaussianFit:
         return GaussianFit(self.means.to(device), self.precision.to(device))
 
 
-@torch.no_grad()
-def fit_gaussian(
-    member: nn.Module,
-    ensemble: LeaveOutEnsemble,
-    images: np.ndarray,
-    labels: np.ndarray,
-    num_classes: int,
-    batch_size: int = 256,
-) -> GaussianFit:
-    """Stream over (images, labels in [0, C)) accumulating per-class sums and f f'.
+class GaussianAccumulator:
+    """Per-class sums and the sum of f f' of streamed (features, labels), in float64.
 
-    Sigma = (sum f f' - sum_c n_c mu_c mu_c') / N; P = pinv(Sigma).
+    fit(): class means, Sigma = (sum f f' - sum_c n_c mu_c mu_c') / N, and P = pinv(Sigma).
     """
-    if len(images) != len(labels):
-        raise ShapeError(f"{len(images)} images but {len(labels)} labels")
-    label_tensor = torch.as_tensor(labels, dtype=torch.int64)
-    sums = counts = outer = None
-    starts = range(0, len(images), batch_size)
-    for start, batch in zip(starts, ensemble.batches(images, batch_size)):
-        f = member.forward_features(batch).double().cpu()
-        y = label_tensor[start : start + len(f)]
-        if sums is None or counts is None or outer is None:
-            sums = torch.zeros(num_classes, f.shape[1], dtype=torch.float64)
-            counts = torch.zeros(num_classes, dtype=torch.float64)
-            outer = torch.zeros(f.shape[1], f.shape[1], dtype=torch.float64)
-        sums.index_add_(0, y, f)
-        counts += torch.bincount(y, minlength=num_classes).double()
-        outer += f.T @ f
-    if sums is None or counts is None or outer is None or (counts == 0).any():
-        raise ShapeError("Mahalanobis needs training images of every class")
-    means = sums / counts[:, None]
-    covariance = (outer - (means.T * counts) @ means) / counts.sum()
-    precision = torch.linalg.pinv(covariance, hermitian=True)
-    return GaussianFit(means, precision).to(ensemble.device)
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.sums: torch.Tensor | None = None
+        self.counts = torch.zeros(num_classes, dtype=torch.float64)
+        self.outer: torch.Tensor | None = None
+
+    def add(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        f, y = features.detach().double().cpu(), labels.cpu().long()
+        if self.sums is None or self.outer is None:
+            self.sums = torch.zeros(self.num_classes, f.shape[1], dtype=torch.float64)
+            self.outer = torch.zeros(f.shape[1], f.shape[1], dtype=torch.float64)
+        if len(y) and (y.min() < 0 or y.max() >= self.num_classes):
+            raise ShapeError(
+                f"labels must lie in [0, {self.num_classes}), got [{y.min()}, {y.max()}]"
+            )
+        self.sums.index_add_(0, y, f)
+        self.counts += torch.bincount(y, minlength=self.num_classes).double()
+        self.outer += f.T @ f
+
+    def fit(self, device: torch.device | str = "cpu") -> GaussianFit:
+        if self.sums is None or self.outer is None or (self.counts == 0).any():
+            missing = (self.counts == 0).nonzero().flatten().tolist()
+            raise ShapeError(f"Mahalanobis needs training images of every class; none of {missing}")
+        means = self.sums / self.counts[:, None]
+        covariance = (self.outer - (means.T * self.counts) @ means) / self.counts.sum()
+        precision = torch.linalg.pinv(covariance, hermitian=True)
+        return GaussianFit(means, precision).to(torch.device(device))
 
 
 @register_detector
@@ -91,28 +90,48 @@ class Mahalanobis(Detector):
     )
     default_search_space: ClassVar[SearchSpace] = {"epsilon": PAPER_EPSILONS}
     needs_training_data = True
+    representation = "features"
 
     def __init__(self, ensemble: LeaveOutEnsemble, epsilon: float = 0.0, **options: Any) -> None:
         super().__init__(ensemble, **options)
         self.epsilon = epsilon
         self.fits_: list[GaussianFit] | None = None
 
-    def fit_statistics(self, train: ImageSet, max_per_class: int = 0) -> Mahalanobis:
-        """One Gaussian fit per member, on the training images of its kept classes."""
-        if train.labels is None:
-            raise ConfigError("Mahalanobis needs a labelled training set")
-        partition, fits = self.ensemble.partition, []
-        for m, member in enumerate(self.ensemble.members):
-            if partition is None:
-                labels, num = train.labels, self.ensemble.num_classes
-            else:
-                labels = partition.to_member_labels(m, train.labels)
-                num = partition.member_num_classes(m)
-            keep = np.flatnonzero(labels >= 0)
-            if max_per_class:
-                keep = np.concatenate([keep[labels[keep] == c][:max_per_class] for c in range(num)])
-            images, kept = train.images[keep], labels[keep]
-            fits.append(fit_gaussian(member, self.ensemble, images, kept, num, self.batch_size))
+    @torch.no_grad()
+    def fit_statistics(
+        self, train: ImageSet | Iterable[tuple[Images, torch.Tensor]]
+    ) -> Mahalanobis:
+        """One Gaussian fit per member on the training images of its kept classes.
+
+        train: a labelled ImageSet, or batches (x, y) with dataset labels y (a DataLoader).
+        """
+        ensemble = self.ensemble
+        accumulators = [
+            GaussianAccumulator(len(ensemble.kept_classes(m))) for m in range(ensemble.k)
+        ]
+        for x, y in labelled_batches(ensemble, train, self.batch_size):
+            for m, member in enumerate(ensemble.members):
+                member_labels = member_label_map(ensemble, m)[y]
+                keep = member_labels >= 0
+                accumulators[m].add(
+                    member.forward_features(x[keep.to(x.device)]), member_labels[keep]
+                )
+        self.fits_ = [acc.fit(ensemble.device) for acc in accumulators]
+        return self
+
+    def fit_features(self, features: Sequence[torch.Tensor], labels: torch.Tensor) -> Mahalanobis:
+        """Fit from precomputed penultimate features, one (N, D_i) tensor per member, with the
+        dataset labels (N,) (left-out classes are skipped per member)."""
+        ensemble = self.ensemble
+        if len(features) != ensemble.k:
+            raise ShapeError(f"{len(features)} feature tensors for {ensemble.k} members")
+        fits = []
+        for m, f in enumerate(features):
+            member_labels = member_label_map(ensemble, m)[labels.cpu().long()]
+            keep = member_labels >= 0
+            accumulator = GaussianAccumulator(len(ensemble.kept_classes(m)))
+            accumulator.add(f[keep.to(f.device)], member_labels[keep])
+            fits.append(accumulator.fit(ensemble.device))
         self.fits_ = fits
         return self
 
@@ -170,5 +189,38 @@ class Mahalanobis(Detector):
             for point in points:
                 eps = point.get("epsilon", 0.0)
                 x = batch if eps == 0 else batch - eps * direction
-                rows.append(-fit.distances(member.forward_features(x)).amin(1))
+                rows.append(self.score_outputs(member_index, member.forward_features(x), point))
         return torch.stack(rows)
+
+    def score_outputs(
+        self, member_index: int, features: torch.Tensor, point: Point
+    ) -> torch.Tensor:
+        assert self.fits_ is not None
+        return -self.fits_[member_index].distances(features).amin(1)
+
+
+def member_label_map(ensemble: LeaveOutEnsemble, member: int) -> torch.Tensor:
+    """Dataset label -> the member's label, -1 for its left-out classes: (num_classes,)."""
+    table = torch.full((ensemble.num_classes,), -1, dtype=torch.int64)
+    kept = list(ensemble.kept_classes(member))
+    table[kept] = torch.arange(len(kept))
+    return table
+
+
+def labelled_batches(
+    ensemble: LeaveOutEnsemble, train: ImageSet | Iterable[Any], batch_size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(normalised x, dataset labels y on the CPU) batches of an ImageSet or of (x, y) pairs."""
+    if isinstance(train, ImageSet):
+        if train.labels is None:
+            raise ConfigError("Mahalanobis needs a labelled training set")
+        labels = torch.from_numpy(train.labels)
+        starts = range(0, len(train), batch_size)
+        for start, x in zip(starts, ensemble.batches(train.images, batch_size)):
+            yield x, labels[start : start + len(x)]
+        return
+    for item in train:
+        if not isinstance(item, (tuple, list)) or len(item) < 2:
+            raise ShapeError("training batches must be (x, y) pairs with class labels")
+        (x,) = ensemble.batches(item[0], batch_size=len(item[0]))
+        yield x, torch.as_tensor(item[1]).cpu().long()

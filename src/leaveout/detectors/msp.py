@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..ensemble import LeaveOutEnsemble
 from .base import PAPER_TEMPERATURES, Detector, Point, SearchSpace
-from .perturb import stepped_logit_scores
 from .registry import register_detector
 
 
@@ -32,8 +29,5 @@ class MaxSoftmax(Detector):
         super().__init__(ensemble, **options)
         self.temperature = temperature
 
-    def member_scores(
-        self, member_index: int, member: nn.Module, batch: torch.Tensor, points: Sequence[Point]
-    ) -> torch.Tensor:
-        std = self.ensemble.normalization.std_tensor(batch.device)
-        return stepped_logit_scores(member, batch, points, std, msp)
+    def score_outputs(self, member_index: int, logits: torch.Tensor, point: Point) -> torch.Tensor:
+        return msp(logits, point["temperature"])

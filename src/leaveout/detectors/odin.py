@@ -3,16 +3,15 @@ gradient of the cross-entropy at T with the predicted label."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
 from ..ensemble import LeaveOutEnsemble
 from .base import PAPER_EPSILONS, PAPER_TEMPERATURES, Detector, Point, SearchSpace
 from .msp import msp
-from .perturb import odin_objective, stepped_logit_scores
+from .perturb import Objective, odin_objective
 from .registry import register_detector
 
 
@@ -37,8 +36,8 @@ class ODIN(Detector):
         super().__init__(ensemble, **options)
         self.temperature, self.epsilon = temperature, epsilon
 
-    def member_scores(
-        self, member_index: int, member: nn.Module, batch: torch.Tensor, points: Sequence[Point]
-    ) -> torch.Tensor:
-        std = self.ensemble.normalization.std_tensor(batch.device)
-        return stepped_logit_scores(member, batch, points, std, msp, odin_objective)
+    def step_objective(self) -> Callable[[float], Objective]:
+        return odin_objective
+
+    def score_outputs(self, member_index: int, logits: torch.Tensor, point: Point) -> torch.Tensor:
+        return msp(logits, point["temperature"])

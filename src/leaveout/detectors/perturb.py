@@ -66,10 +66,10 @@ def stepped_logit_scores(
     batch: torch.Tensor,
     points: Sequence[dict[str, Any]],
     std: torch.Tensor,
-    score: Callable[[torch.Tensor, float], torch.Tensor],
+    score: Callable[[torch.Tensor, dict[str, Any]], torch.Tensor],
     objective: Callable[[float], Objective] | None = None,
 ) -> torch.Tensor:
-    """score(float64 logits, T) at every point {"temperature", "epsilon"}: (P, B) float64.
+    """score(logits, point) at every point {"temperature", "epsilon"}: (P, B) float64.
 
     With an objective and some eps > 0: one forward and one backward per distinct T for the
     step directions, then one forward per point with eps > 0.
@@ -87,5 +87,5 @@ def stepped_logit_scores(
         for point in points:
             t, eps = point.get("temperature", 1.0), point.get("epsilon", 0.0)
             z = logits if eps == 0 else member(batch - eps * directions[t])
-            rows.append(score(z.double(), t))
+            rows.append(score(z, point))
     return torch.stack(rows)

@@ -19,9 +19,9 @@ from .base import Detector
 from .registry import create_detector
 
 
-def run_sets(run: RunDir, data_root: str | Path | None = None) -> dict[str, ImageSet]:
+def run_sets(run: RunDir | str | Path, data_root: str | Path | None = None) -> dict[str, ImageSet]:
     """The train / val / test (/ unseen) parts the run was trained on."""
-    cfg: RunConfig = run.read_config()
+    cfg: RunConfig = (run if isinstance(run, RunDir) else RunDir(run)).read_config()
     return load_run_sets(cfg.data, cfg.train.seed, data_root)
 
 
@@ -82,10 +82,6 @@ def load_detector(
     return detector
 
 
-def is_calibrated(detector: Detector) -> bool:
-    return getattr(detector, "threshold_", None) is not None
-
-
 def calibrate(
     run: RunDir,
     detector: Detector,
@@ -112,7 +108,10 @@ def transfer_calibration(
     """The chosen settings of `detector` applied to another run (e.g. a standard classifier,
     which has no left-out classes), with a threshold fitted on that run's own validation split."""
     sets = run_sets(target, data_root)
-    other = load_detector(target, detector.name, device, sets=sets, **detector.get_params())
+    options = {
+        k: v for k, v in detector.get_params().items() if k not in detector.default_search_space
+    }
+    other = load_detector(target, detector.name, device, sets=sets, **options)
     for key, value in detector.hyperparameters().items():
         setattr(other, key + "_", value)
     other.fit(sets["val"], train=sets["train"])

@@ -1,6 +1,7 @@
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,14 +113,24 @@ def test_run_directory_of_another_architecture_is_named(evaluated, tmp_path):
         LeaveOutEnsemble.load(other)
 
 
-@pytest.mark.parametrize("method", ["msp", "odin", "energy", "mahalanobis"])
-def test_every_baseline_evaluates_the_ensemble_members(evaluated, method):
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        ("msp", {"temperature": 1000.0}),
+        ("odin", {"temperature": 1000.0, "epsilon": 0.0014}),
+        ("energy", {"temperature": 1.0}),
+        ("mahalanobis", {"epsilon": 0.002}),
+    ],
+)
+def test_every_baseline_evaluates_the_ensemble_members(evaluated, method, params):
     run_dir, _ = evaluated
     result = evaluate(
-        run_dir, ["unseen"], method=method, progress=False, plots=False, max_images=200
+        run_dir, ["unseen"], method=method, params=params, progress=False, plots=False
     )
-    assert result["method"] == method
-    assert (run_dir / "eval" / method / "results.md").is_file()
+    assert result["method"] == method and result["settings"] == params
+    folder = Path(result["folder"])
+    assert folder.parent == run_dir / "eval" and folder.name.startswith(method + "-")
+    assert (folder / "results.md").is_file()
     row = result["rows"][0]
     assert all(0 <= row[k] <= 1 for k in ("FPR95", "DetErr", "AUROC", "AUPR-In", "AUPR-Out"))
     assert row["AUROC"] > 0.5  # held-out digits score lower than the trained ones

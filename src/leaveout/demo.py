@@ -15,9 +15,10 @@ from .evaluation import evaluate, results_markdown
 from .training import summary_table, train
 
 NOISE_NOTE = (
-    "Noise scores low AUROC here on purpose: a member's softmax on noise can be as confident as on "
-    "a digit, and the score only sees the softmax. The paper reports the same weakness; "
-    "Mahalanobis (`--method mahalanobis`) separates noise well. See docs/results.md."
+    "Noise is the hard case for this score: it reads only each member's softmax, and a small "
+    "network can be confident on noise far from every class (the paper reports the same "
+    "weakness). Mahalanobis, a distance in feature space, separates noise: "
+    "`leaveout evaluate RUN --method mahalanobis`. More in docs/results.md."
 )
 
 

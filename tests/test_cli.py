@@ -49,6 +49,7 @@ def test_version_and_help(capsys):
             if action.dest != "help":
                 assert action.help, f"{name} {action.dest} has no help"
         text = sub.format_help()
+        assert "(default: None)" not in text and "(default: False)" not in text, name
         if name == "evaluate":
             assert "(default: 256)" in text and "(default: leaveout)" in text
 
@@ -91,7 +92,11 @@ def test_bad_devices_are_one_line_errors(digits_run, capsys, command, device, me
 
 
 def test_an_output_under_a_file_is_a_one_line_error(digits_run, tmp_path, capsys):
-    _, run_dir, _ = digits_run
+    import shutil
+
+    _, trained, _ = digits_run
+    run_dir = tmp_path / "run"  # a copy: evaluate calibrates and caches into the run
+    shutil.copytree(trained, run_dir)
     (tmp_path / "file").write_text("x")
     code = main(
         [
@@ -328,7 +333,36 @@ def test_demo_trains_calibrates_and_evaluates(tmp_path, capsys):
         "| uniform |",
         "| gaussian |",
         "calibrated: T =",
-        "Noise scores low",
+        "Noise is the hard case",
     ):
         assert name in out
     assert (tmp_path / "demo" / "eval" / "leaveout" / "results.md").is_file()
+
+
+def test_score_to_standard_output_is_pure_csv(calibrated, photos, capsys):
+    folder, _ = photos
+    assert main(["score", str(calibrated), str(folder)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[0] == "path,score,is_ood,predicted"
+    assert "scoring 3 images" in captured.err and "3 images scored" in captured.err
+
+
+def test_score_refuses_a_calibration_of_other_weights(calibrated, photos, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(calibrated, copy)
+    path = copy / "calibration" / "leaveout.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"weights": "000000000000"}))
+    folder, _ = photos
+    assert main(["score", str(copy), str(folder), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "other weights" in err and "no calibration of leaveout for its current weights" in err
+
+
+def test_gradient_is_refused_for_detectors_without_it(calibrated, photos, capsys):
+    folder, _ = photos
+    assert (
+        main(["score", str(calibrated), str(folder), "--method", "msp", "--gradient", "odin"]) == 2
+    )
+    assert "--gradient is a setting of the leaveout detector, not of msp" in capsys.readouterr().err

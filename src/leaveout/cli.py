@@ -12,6 +12,8 @@ from typing import Any
 from .config import RESIZE_RULES, list_presets
 from .data import sets as datasets
 from .detectors import CRITERIA, list_detectors
+from .detectors.base import DEFAULT_CALIBRATION_IMAGES
+from .detectors.perturb import OBJECTIVES
 from .devices import DEVICE_HELP
 from .errors import ConfigError, LeaveoutError, LeaveoutWarning
 
@@ -19,7 +21,12 @@ DEFAULT_OOD = ["tiny_imagenet_crop", "tiny_imagenet_resize", "uniform", "gaussia
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown after every option; examples kept as written."""
+    """Defaults shown after every option that has one; examples kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def examples(*lines: str) -> str:
@@ -91,7 +98,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .detectors import calibrate, create_detector, run_sets, transfer_calibration
-    from .detectors.runs import fit_statistics
+    from .detectors.runs import cached_statistics
     from .ensemble import LeaveOutEnsemble
     from .evaluation import capped, id_test_parts, ood_parts
     from .reports import format_number, text_table
@@ -107,7 +114,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     sets = run_sets(run, args.data_root)
     detector = create_detector(args.method, ensemble, **scoring_options(args), **gradient(args))
     detector.tpr, detector.criterion = args.tpr, args.criterion
-    fit_statistics(detector, run, sets["train"])
+    cached_statistics(detector, run, sets["train"])
     if args.ood:
         id_tune = capped(id_test_parts(sets)["tune"], args.max_images)
         ood_tune = capped(
@@ -119,11 +126,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         )
         path = calibrate(run, detector, sets, ood=ood_tune, id_tuning=id_tune)
     else:
-        note(
-            args,
-            f"calibrating {args.method} on the left-out classes of {ensemble.k} members "
-            f"(up to {args.max_images} validation images per side)",
-        )
+        note(args, f"calibrating {args.method} on the left-out classes of {ensemble.k} members")
         path = calibrate(run, detector, sets, max_images=args.max_images)
     keys = list(detector.grid_points()[0])
     rows = [
@@ -191,15 +194,15 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.threshold is not None:
         detector.threshold_, how = args.threshold, "given with --threshold"
     elif args.tpr is not None or getattr(detector, "threshold_", None) is None:
-        if args.tpr is None and not run.read_calibration(args.method):
+        if args.tpr is None and run.current_calibration(args.method) is None:
             raise ConfigError(
-                f"{run.path} has no calibration of {args.method} yet: run `leaveout calibrate "
-                f"{run.path} --method {args.method}`, or pass --threshold or --tpr"
+                f"{run.path} has no calibration of {args.method} for its current weights: run "
+                f"`leaveout calibrate {run.path} --method {args.method}`, or pass --threshold or --tpr"
             )
         sets = sets or run_sets(run, args.data_root)
         detector.tpr = args.tpr or detector.tpr
         detector.fit(sets["val"], train=sets["train"])
-        how = f"keeps {100 * detector.tpr:g}% of the run's ID validation images"
+        how = f"keeps {100 * detector.tpr:g}% of the run's {len(sets['val'])} ID validation images"
     else:
         how = f"keeps {100 * detector.tpr:g}% of ID validation images (calibration)"
     resize = args.resize or run.read_config().data.resize
@@ -275,12 +278,20 @@ def scoring_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def gradient(args: argparse.Namespace) -> dict[str, str]:
-    return {"gradient": args.gradient} if getattr(args, "gradient", None) else {}
+    """--gradient as a detector setting, for the detectors that have it."""
+    if not getattr(args, "gradient", None):
+        return {}
+    from .detectors import detector_class
+
+    if "gradient" not in detector_class(args.method).settings:
+        raise ConfigError(f"--gradient is a setting of the leaveout detector, not of {args.method}")
+    return {"gradient": args.gradient}
 
 
 def note(args: argparse.Namespace, text: str) -> None:
+    """A progress line, on standard error (standard output may carry a CSV)."""
     if not args.quiet:
-        print(text, flush=True)
+        print(text, file=sys.stderr, flush=True)
 
 
 def positive_int(text: str) -> int:
@@ -319,13 +330,13 @@ def add_scoring(p: argparse.ArgumentParser, gradient_option: bool = True) -> Non
     if gradient_option:
         p.add_argument(
             "--gradient",
-            choices=["entropy", "odin"],
+            choices=list(OBJECTIVES),
             default=None,
             help="leaveout only: the input step's gradient, entropy (the paper) or odin "
             "(cross-entropy with the predicted label); default: the calibrated one, else entropy",
         )
     p.add_argument("--batch-size", type=positive_int, default=256, help="images per forward pass")
-    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
     add_data_root(p)
 
@@ -457,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-images",
         type=positive_int,
-        default=2000,
+        default=DEFAULT_CALIBRATION_IMAGES,
         help="at most this many validation images per side",
     )
     p.add_argument(

@@ -102,6 +102,10 @@ class RunConfig:
         for key in ("epochs", "batch_size", "ood_batch_size", "eval_batch_size"):
             if getattr(self.train, key) < 1:
                 raise ConfigError(f"train.{key} must be at least 1")
+        if self.data.max_per_class < 0:
+            raise ConfigError(
+                f"data.max_per_class must be 0 (all) or positive, got {self.data.max_per_class}"
+            )
         if self.train.mode == "leaveout" and self.train.k < 2:
             raise ConfigError(f"train.k must be at least 2, got {self.train.k}")
         if not 0 < self.data.val_fraction < 1 or not 0 < self.data.test_fraction < 1:

@@ -8,7 +8,7 @@ import torch
 
 from .errors import ConfigError
 
-DEVICE_HELP = "auto (CUDA when present), cpu, cuda, cuda:N or mps"
+DEVICE_HELP = "auto (CUDA when present), cpu, cuda or cuda:N"
 
 
 def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
@@ -28,9 +28,12 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
             raise ConfigError(
                 f"--device {name}: torch sees {torch.cuda.device_count()} CUDA devices"
             )
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"--device {name} was asked for, but MPS is not available")
-    elif device.type not in ("cpu", "cuda", "mps"):
+    elif device.type == "mps":
+        raise ConfigError(
+            "--device mps is not supported: the scores are computed in float64, which MPS lacks; "
+            "use cpu"
+        )
+    elif device.type not in ("cpu", "cuda"):
         raise ConfigError(f"unsupported device {name!r}; use {DEVICE_HELP}")
     return device
 

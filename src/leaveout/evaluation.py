@@ -7,6 +7,7 @@ are cached in the run directory per (weights, set, detector settings, image cont
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -20,8 +21,8 @@ from . import files
 from .data.imageset import ImageSet
 from .data.sets import load_dataset
 from .data.splits import report_split
-from .detectors import Detector, calibrate, load_detector, run_sets
-from .detectors.base import subsample
+from .detectors import Detector, calibrate, list_detectors, load_detector, run_sets
+from .detectors.base import DEFAULT_CALIBRATION_IMAGES, subsample
 from .ensemble import LeaveOutEnsemble
 from .errors import ConfigError, LeaveoutWarning, ShapeError
 from .metrics import METRIC_NAMES, ood_metrics
@@ -43,8 +44,10 @@ def ood_parts(
     sets: dict[str, ImageSet],
     data_root: str | Path | None,
     image_size: tuple[int, int],
+    resize: str = "shorter-side",
 ) -> dict[str, ImageSet]:
-    """{"tune", "report"} of an OOD set by name ("unseen": the run's held-out classes) or path."""
+    """{"tune", "report"} of an OOD set by name ("unseen": the run's held-out classes) or path
+    (images of another size brought to the network's by the `resize` rule)."""
     if name == "unseen":
         if "unseen" not in sets:
             raise ConfigError(
@@ -52,7 +55,7 @@ def ood_parts(
             )
         data = sets["unseen"]
     else:
-        data = load_dataset(name, root=data_root, size=image_size[0])
+        data = load_dataset(name, root=data_root, size=image_size[0], resize=resize)
     if data.image_size != tuple(image_size):
         raise ShapeError(
             f"OOD set {name} has {data.image_size} images; the network takes {tuple(image_size)}"
@@ -85,6 +88,7 @@ def prepare_detector(
     ensemble: LeaveOutEnsemble,
     sets: dict[str, ImageSet],
     params: dict[str, Any],
+    max_images: int | None = None,
     **options: Any,
 ) -> tuple[Detector, str]:
     """The detector to evaluate and how its settings were chosen.
@@ -93,14 +97,14 @@ def prepare_detector(
     classes first (and saved); a standard run without one uses the detector's defaults.
     """
     if method == "leaveout" and ensemble.partition is None:
+        others = ", ".join(name for name in list_detectors() if name != "leaveout")
         raise ConfigError(
-            f"{run.path} is a standard run (no left-out classes): use --method msp, odin, "
-            "energy or mahalanobis"
+            f"{run.path} is a standard run (no left-out classes): use --method with one of {others}"
         )
     detector = load_detector(run, method, ensemble=ensemble, sets=sets, **options, **params)
     calibrated = getattr(detector, "validation_", None)
     if calibrated is None and not params and ensemble.partition is not None:
-        calibrate(run, detector, sets)
+        calibrate(run, detector, sets, max_images=max_images or DEFAULT_CALIBRATION_IMAGES)
         calibrated = detector.validation_
     return detector, calibrated or "the detector's defaults (not calibrated)"
 
@@ -132,8 +136,9 @@ def evaluate(
     sets = run_sets(run, data_root)
     params = dict(params or {})
     detector, chosen = prepare_detector(
-        run, method, ensemble, sets, params, batch_size=batch_size, progress=progress
+        run, method, ensemble, sets, params, max_images, batch_size=batch_size, progress=progress
     )
+    resize = run.read_config().data.resize
     folder = Path(out) if out else run.eval_dir(detector.cache_key() if params else method)
 
     id_report = capped(id_test_parts(sets)["report"], max_images)
@@ -144,7 +149,8 @@ def evaluate(
 
     rows, curves = [], {}
     for name in ood_names:
-        report = capped(ood_parts(name, sets, data_root, ensemble.image_size)["report"], max_images)
+        parts = ood_parts(name, sets, data_root, ensemble.image_size, resize)
+        report = capped(parts["report"], max_images)
         warn_if_small(name, len(report))
         say(progress, f"scoring {len(report)} images of {name} (reporting part)")
         ood_scores = cached_scores(run, detector, name, report)
@@ -189,7 +195,7 @@ def warn_if_small(name: str, count: int) -> None:
 
 def say(progress: bool, text: str) -> None:
     if progress:
-        print(text, flush=True)
+        print(text, file=sys.stderr, flush=True)
 
 
 RESULT_COLUMNS = ("ood", "n_id", "n_ood", *METRIC_NAMES)

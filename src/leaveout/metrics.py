@@ -7,6 +7,8 @@ fraction in [0, 1]; reports (tables, plots) show percent.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .errors import ShapeError
@@ -59,33 +61,23 @@ def fpr_at_tpr(
 
     ID positive: the fraction of OOD accepted when `tpr` of ID is accepted.
     """
-    fprs, tprs, _ = roc_curve(id_scores, ood_scores, ood_positive)
-    return float(fprs[np.searchsorted(tprs, tpr - 1e-12, side="left")])
+    return float(_point(id_scores, ood_scores, tpr, ood_positive)["FPR95"][0])
 
 
 def detection_error(id_scores: np.ndarray, ood_scores: np.ndarray) -> float:
     """min over thresholds of 0.5 (1 - TPR) + 0.5 FPR (the same under either convention)."""
-    fprs, tprs, _ = roc_curve(id_scores, ood_scores)
-    return float(np.min(0.5 * (1 - tprs) + 0.5 * fprs))
-
-
-def average_precision(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float:
-    """Step-wise area under precision/recall (scikit-learn's average precision), positive = high."""
-    fprs, tprs, _ = roc_curve(positive_scores, negative_scores)
-    tp, fp = tprs * len(positive_scores), fprs * len(negative_scores)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(tp + fp > 0, tp / (tp + fp), 1.0)
-    return float(np.sum(np.diff(tprs) * precision[1:]))
+    return float(_point(id_scores, ood_scores)["DetErr"][0])
 
 
 def aupr_in(id_scores: np.ndarray, ood_scores: np.ndarray) -> float:
-    """Area under precision/recall with ID as the positive class, on the score."""
-    return average_precision(np.asarray(id_scores), np.asarray(ood_scores))
+    """Area under precision/recall with ID as the positive class, on the score (scikit-learn's
+    step-wise average precision)."""
+    return float(_point(id_scores, ood_scores)["AUPR-In"][0])
 
 
 def aupr_out(id_scores: np.ndarray, ood_scores: np.ndarray) -> float:
     """Area under precision/recall with OOD as the positive class, on the negated score."""
-    return average_precision(-np.asarray(ood_scores), -np.asarray(id_scores))
+    return float(_point(id_scores, ood_scores)["AUPR-Out"][0])
 
 
 METRIC_NAMES = ("FPR95", "DetErr", "AUROC", "AUPR-In", "AUPR-Out")
@@ -99,13 +91,174 @@ def ood_metrics(
     ood_positive switches FPR95 to the pytorch-ood/OpenOOD convention (the fraction of ID
     rejected when 95% of OOD is rejected); the other four do not depend on the convention.
     """
+    return {k: float(v[0]) for k, v in _point(id_scores, ood_scores, 0.95, ood_positive).items()}
+
+
+# --- one implementation of every metric, on counts per distinct score -----------------------------
+
+
+@dataclass(frozen=True)
+class DistinctScores:
+    """The distinct scores of an ID/OOD pair, highest first, and where every score falls."""
+
+    id_index: np.ndarray  # (n_id,) position of each ID score among the distinct scores
+    ood_index: np.ndarray  # (n_ood,)
+    size: int  # number of distinct scores
+
+    @classmethod
+    def of(cls, id_scores: np.ndarray, ood_scores: np.ndarray) -> DistinctScores:
+        scores, _ = _labels_and_scores(id_scores, ood_scores, False)
+        _, index = np.unique(-scores, return_inverse=True)
+        n_id = len(np.ravel(id_scores))
+        return cls(index[:n_id], index[n_id:], int(index.max()) + 1)
+
+    def counts(self, id_rows: np.ndarray, ood_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Counts (R, size) per distinct score of R samples given as rows of indices."""
+        return _row_counts(self.id_index[id_rows], self.size), _row_counts(
+            self.ood_index[ood_rows], self.size
+        )
+
+
+def _row_counts(positions: np.ndarray, size: int) -> np.ndarray:
+    rows = positions.shape[0]
+    flat = positions + size * np.arange(rows)[:, None]
+    return np.bincount(flat.ravel(), minlength=rows * size).reshape(rows, size)
+
+
+def curve_metrics(
+    id_counts: np.ndarray, ood_counts: np.ndarray, tpr: float = 0.95, ood_positive: bool = False
+) -> dict[str, np.ndarray]:
+    """Every metric for R samples at once, from their counts (R, m) of ID and OOD scores at each
+    distinct score (highest first): each threshold is a distinct score, so ties count as one.
+    Returns {metric: (R,) fractions}."""
+    tp, fp = np.cumsum(id_counts, axis=1), np.cumsum(ood_counts, axis=1)
+    tpr_id, fpr_id = _rates(tp), _rates(fp)
+    # OOD positive on the negated score: the same counts read from the other end
+    tp_out, fp_out = _from_the_end(fp), _from_the_end(tp)
+    hit, false = (_rates(tp_out), _rates(fp_out)) if ood_positive else (tpr_id, fpr_id)
+    first = np.argmax(hit >= tpr - 1e-12, axis=1)
+    rows = np.arange(len(tp))
     return {
-        "FPR95": fpr_at_tpr(id_scores, ood_scores, 0.95, ood_positive),
-        "DetErr": detection_error(id_scores, ood_scores),
-        "AUROC": auroc(id_scores, ood_scores),
-        "AUPR-In": aupr_in(id_scores, ood_scores),
-        "AUPR-Out": aupr_out(id_scores, ood_scores),
+        "FPR95": false[rows, first],
+        "DetErr": np.minimum(0.5, np.min(0.5 * (1 - tpr_id) + 0.5 * fpr_id, axis=1)),
+        "AUROC": np.trapezoid(
+            np.c_[np.zeros(len(tp)), tpr_id], np.c_[np.zeros(len(tp)), fpr_id], axis=1
+        ),
+        "AUPR-In": _average_precision(tp, fp),
+        "AUPR-Out": _average_precision(tp_out, fp_out),
     }
+
+
+def _from_the_end(cumulative: np.ndarray) -> np.ndarray:
+    """Cumulative counts taken from the lowest score up, from those taken from the highest down."""
+    before = np.c_[np.zeros((len(cumulative), 1), cumulative.dtype), cumulative[:, :-1]]
+    return (cumulative[:, -1:] - before)[:, ::-1]
+
+
+def _rates(cumulative: np.ndarray) -> np.ndarray:
+    return cumulative / cumulative[:, -1:]
+
+
+def _average_precision(tp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """Step-wise area under precision/recall of cumulative true/false positives (R, m)."""
+    recall_steps = np.diff(np.c_[np.zeros(len(tp)), tp], axis=1) / tp[:, -1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 1.0)
+    return np.sum(recall_steps * precision, axis=1)
+
+
+def _point(
+    id_scores: np.ndarray, ood_scores: np.ndarray, tpr: float = 0.95, ood_positive: bool = False
+) -> dict[str, np.ndarray]:
+    distinct = DistinctScores.of(id_scores, ood_scores)
+    id_counts, ood_counts = distinct.counts(
+        np.arange(len(distinct.id_index))[None], np.arange(len(distinct.ood_index))[None]
+    )
+    return curve_metrics(id_counts, ood_counts, tpr, ood_positive)
+
+
+def bootstrap_metrics(
+    id_scores: np.ndarray,
+    ood_scores: np.ndarray,
+    resamples: int = 1000,
+    seed: int = 0,
+    ood_positive: bool = False,
+    chunk: int = 100,
+) -> dict[str, np.ndarray]:
+    """Every metric on `resamples` bootstrap samples: ID and OOD resampled independently, with
+    replacement, from a generator seeded by `seed`. Vectorised: one pass per chunk of samples.
+
+    id_scores (n_id,) and ood_scores (n_ood,) for one method, or (M, n_id) and (M, n_ood): the
+    scores of M methods on the same images, resampled together (a paired bootstrap).
+    Returns {metric: (resamples,)} for one method, {metric: (resamples, M)} for M.
+    """
+    ids, oods = (
+        np.atleast_2d(np.asarray(id_scores, np.float64)),
+        np.atleast_2d(np.asarray(ood_scores, np.float64)),
+    )
+    if len(ids) != len(oods):
+        raise ShapeError(f"{len(ids)} sets of ID scores but {len(oods)} sets of OOD scores")
+    if resamples < 1:
+        raise ShapeError(f"resamples must be at least 1, got {resamples}")
+    distinct = [DistinctScores.of(i, o) for i, o in zip(ids, oods)]
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in METRIC_NAMES}
+    for start in range(0, resamples, chunk):
+        rows = min(chunk, resamples - start)
+        id_rows = rng.integers(0, ids.shape[1], (rows, ids.shape[1]), dtype=np.int32)
+        ood_rows = rng.integers(0, oods.shape[1], (rows, oods.shape[1]), dtype=np.int32)
+        per_method = [
+            curve_metrics(*d.counts(id_rows, ood_rows), ood_positive=ood_positive) for d in distinct
+        ]
+        for name in METRIC_NAMES:
+            parts[name].append(np.stack([m[name] for m in per_method], axis=1))
+    samples = {name: np.concatenate(values) for name, values in parts.items()}
+    if np.ndim(id_scores) == 1:
+        samples = {name: values[:, 0] for name, values in samples.items()}
+    return samples
+
+
+def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The central `level` interval of bootstrap samples (the percentile method)."""
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(samples, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def metric_intervals(
+    id_scores: np.ndarray,
+    ood_scores: np.ndarray,
+    level: float = 0.95,
+    resamples: int = 1000,
+    seed: int = 0,
+    ood_positive: bool = False,
+) -> dict[str, tuple[float, float]]:
+    """A `level` percentile bootstrap interval for each of the five metrics (fractions)."""
+    samples = bootstrap_metrics(id_scores, ood_scores, resamples, seed, ood_positive)
+    return {name: percentile_interval(values, level) for name, values in samples.items()}
+
+
+def paired_differences(
+    id_scores: tuple[np.ndarray, np.ndarray],
+    ood_scores: tuple[np.ndarray, np.ndarray],
+    level: float = 0.95,
+    resamples: int = 1000,
+    seed: int = 0,
+    ood_positive: bool = False,
+) -> dict[str, dict[str, float]]:
+    """Method A minus method B on the same images: the difference of every metric and its
+    paired bootstrap interval (both methods resampled with the same indices).
+
+    id_scores = (A's ID scores, B's ID scores) on the same ID images, likewise ood_scores.
+    """
+    ids, oods = np.stack(id_scores), np.stack(ood_scores)
+    samples = bootstrap_metrics(ids, oods, resamples, seed, ood_positive)
+    a, b = (ood_metrics(i, o, ood_positive) for i, o in zip(ids, oods))
+    out = {}
+    for name in METRIC_NAMES:
+        low, high = percentile_interval(samples[name][:, 0] - samples[name][:, 1], level)
+        out[name] = {"difference": a[name] - b[name], "low": low, "high": high}
+    return out
 
 
 def threshold_at_tpr(id_scores: np.ndarray, tpr: float = 0.95) -> float:

@@ -78,7 +78,7 @@ class RunInfo:
                 members=int(obj["members"]),
                 sizes={str(k): int(v) for k, v in obj.get("sizes", {}).items()},
             )
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             raise CorruptFileError(f"{source}: not a run description ({exc})") from exc
 
 
@@ -220,8 +220,8 @@ class RunDir:
         path = self.weights_path(member, which)
         if not path.is_file():
             raise RunNotFoundError(
-                f"{path} is missing: member {member} has not finished training "
-                f"(`leaveout status {self.path}` says more; `leaveout train` restores it)"
+                f"{path} is missing: member {member} has not finished training or the file was "
+                f"removed (`leaveout status {self.path}` says which; `leaveout train` restores it)"
             )
         return path
 
@@ -283,8 +283,16 @@ class RunDir:
     # --- progress records ---
 
     def read_state(self, member: int) -> dict[str, Any] | None:
-        path = self.state_path(member)
-        return files.read_json(path) if path.is_file() else None
+        return self.read_record(self.state_path(member))
+
+    def read_record(self, path: Path) -> dict[str, Any] | None:
+        """A JSON object, None when the file is missing; anything else is a CorruptFileError."""
+        if not path.is_file():
+            return None
+        record = files.read_json(path)
+        if not isinstance(record, dict):
+            raise CorruptFileError(f"{path}: expected a JSON object, got {type(record).__name__}")
+        return record
 
     def write_state(self, member: int, state: dict[str, Any]) -> dict[str, Any]:
         """Save a member's state.json, stamped with the time, host and process."""
@@ -320,8 +328,7 @@ class RunDir:
     # --- calibrations and caches ---
 
     def read_calibration(self, detector: str) -> dict[str, Any] | None:
-        path = self.calibration_path(detector)
-        return files.read_json(path) if path.is_file() else None
+        return self.read_record(self.calibration_path(detector))
 
     def write_calibration(self, detector: str, record: dict[str, Any]) -> Path:
         path = self.calibration_path(detector)
@@ -334,7 +341,8 @@ class RunDir:
         """compute(), read from (or saved to) cache/<weights id>/<key>.safetensors."""
         path = self.cache_dir(weights_id) / f"{key}.safetensors"
         if path.is_file():
-            return files.read_safetensors(path)[0]
+            with contextlib.suppress(CorruptFileError):  # a damaged cache entry is recomputed
+                return files.read_safetensors(path)[0]
         tensors = compute()
         files.write_safetensors(path, tensors)
         return tensors
@@ -344,9 +352,10 @@ class RunDir:
     def status(self) -> list[dict[str, Any]]:
         """Per member: done, training, stopped, failed, missing, or what weights are missing."""
         cfg = self.read_config()
-        count = 1 if cfg.train.mode == "standard" else cfg.train.k
-        if self.partition_path.is_file():
-            count = LeaveOutPartition.load(self.partition_path).k
+        if self.info_path.is_file():
+            count = self.read_info().members
+        else:  # training has not written run.json yet
+            count = 1 if cfg.train.mode == "standard" else cfg.train.k
         return [self.member_status(m, cfg.train.epochs) for m in range(count)]
 
     def member_status(self, member: int, epochs: int) -> dict[str, Any]:

@@ -202,13 +202,11 @@ def make_stream(
     augment = Augment(cfg.data.padding, cfg.data.hflip)
     seed = derive_seed(cfg.train.seed, member)
     place = {"rank": world.rank, "world_size": world.size}
-    check_batch(cfg.train.batch_size, world, "train.batch_size")
     ids = BatchStream(
         data.train_images, data.train_labels, cfg.train.batch_size, norm, augment, seed, **place
     )
     if data.out_images is None:
         return ids
-    check_batch(cfg.train.ood_batch_size, world, "train.ood_batch_size")
     outs = CycledStream(data.out_images, cfg.train.ood_batch_size, norm, augment, seed + 1, **place)
     return PairedStream(ids, outs)
 
@@ -490,11 +488,7 @@ def data_parallel(
     """The module the training step runs: DistributedDataParallel under torchrun, else `model`."""
     if world.size == 1:
         return model
-    if cfg.train.sync_batchnorm:
-        if device.type != "cuda":
-            raise ConfigError(
-                "train.sync_batchnorm needs CUDA devices (PyTorch has no CPU version)"
-            )
+    if cfg.train.sync_batchnorm:  # CUDA only, checked by `train`
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     from torch.nn.parallel import DistributedDataParallel
 
@@ -548,6 +542,10 @@ def train(
     sets = load_run_sets(cfg.data, cfg.train.seed, data_root)
     norm = Normalization.named(cfg.data.normalization, sets["train"].images)
     partition = planned_partition(cfg, run, sets["train"].num_classes)
+    check_batch(cfg.train.batch_size, world, "train.batch_size")
+    check_batch(cfg.train.ood_batch_size, world, "train.ood_batch_size")
+    if cfg.train.sync_batchnorm and world.size > 1 and device.type != "cuda":
+        raise ConfigError("train.sync_batchnorm needs CUDA devices (PyTorch has no CPU version)")
     count = 1 if partition is None else partition.k
     if member is not None and not 0 <= member < count:
         raise ConfigError(f"--member must be in 0..{count - 1}, got {member}")

@@ -46,3 +46,11 @@ def test_shared_cifar10_npz(shared_data):
     assert np.bincount(train.labels).tolist() == [5000] * 10
     assert train.classes == CIFAR10_CLASSES
     assert abs(train.images.mean() - 120.69) < 0.05
+
+
+def test_an_npy_file_named_npz_is_a_clear_error(tmp_path):
+    path = tmp_path / "plain.npz"
+    with open(path, "wb") as f:
+        np.save(f, np.zeros((2, 4, 4, 3), np.uint8))
+    with pytest.raises(CorruptFileError, match="single .npy array"):
+        load_npz(path)

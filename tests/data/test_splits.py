@@ -44,3 +44,19 @@ def test_random_split_sizes():
     assert len(split.parts["val"]) == 3 and len(split.parts["train"]) == 7
     with pytest.raises(ShapeError):
         split.apply(ImageSet(random_images(5, size=4), None, (), "x"))
+
+
+def test_small_classes_warn_and_an_empty_part_is_refused(tmp_path):
+    from leaveout import ConfigError, LeaveoutWarning, load_run_sets
+    from leaveout.config import DataSettings
+
+    from ..helpers import write_image_files
+
+    for c, count in enumerate((30, 30, 6)):
+        write_image_files(tmp_path / "data" / f"class_{c}", random_images(count, size=8, seed=c))
+    settings = DataSettings(dataset=str(tmp_path / "data"))
+    with pytest.warns(LeaveoutWarning, match=r"1 classes have fewer than 10 images: class_2 \(5\)"):
+        load_run_sets(settings, seed=0)
+    tiny = DataSettings(dataset=str(tmp_path / "data"), val_fraction=0.01)
+    with pytest.raises(ConfigError, match="the val part is empty"), pytest.warns(LeaveoutWarning):
+        load_run_sets(tiny, seed=0)

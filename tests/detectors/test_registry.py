@@ -15,8 +15,14 @@ def test_unknown_detector_lists_the_known_ones(ensemble):
         create_detector("knn", ensemble)
 
 
+def test_a_detector_without_an_input_step_refuses_epsilon(ensemble, sets):
+    detector = create_detector("msp", ensemble)
+    with pytest.raises(ConfigError, match="no input step"):
+        detector.score_grid(sets["test"].images[:4], [{"temperature": 1.0, "epsilon": 0.002}])
+
+
 def test_a_new_detector_is_one_class(ensemble, sets):
-    """The example of docs/architecture.md: a max-logit detector in a few lines."""
+    """A plug-in registered from outside the package works with the whole API."""
     import torch
 
     from leaveout.detectors.base import PAPER_TEMPERATURES

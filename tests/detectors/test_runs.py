@@ -72,3 +72,23 @@ def test_settings_transfer_to_another_run_with_its_own_threshold(run, tmp_path):
     expected = load_detector(other, "msp", temperature=source.temperature_)
     expected.fit(sets["val"])
     assert loaded.threshold_ == expected.threshold_
+
+
+def test_a_different_tpr_or_criterion_drops_the_saved_threshold(run):
+    sets = run_sets(run)
+    calibrate(
+        run, load_detector(run, "energy", search_space={"temperature": (1.0,)}), sets, max_images=50
+    )
+    assert load_detector(run, "energy").threshold_ is not None
+    assert load_detector(run, "energy", tpr=0.95).threshold_ is not None  # the saved fraction
+    changed = load_detector(run, "energy", tpr=0.5)
+    assert changed.tpr == 0.5 and changed.threshold_ is None
+
+
+def test_a_damaged_calibration_record_is_named(run):
+    from leaveout import CorruptFileError
+
+    run.calibration_path("msp").parent.mkdir(exist_ok=True)
+    run.calibration_path("msp").write_text("[1, 2]")
+    with pytest.raises(CorruptFileError, match=r"msp\.json: expected a JSON object"):
+        load_detector(run, "msp")

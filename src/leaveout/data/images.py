@@ -101,7 +101,11 @@ def decode_image(
                 image.load()
                 return pil_to_array(image, size, resize)
     except Exception as exc:
-        reason = "not an image Pillow can read" if isinstance(exc, UnidentifiedImageError) else exc
+        reason = (
+            "not an image Pillow can read"
+            if isinstance(exc, UnidentifiedImageError)
+            else f"{type(exc).__name__}: {exc}"
+        )
         raise CorruptFileError(f"{source}: cannot decode image ({reason}); {SKIP_HINT}") from exc
 
 
@@ -182,7 +186,13 @@ def decode_files(
     decoded, skipped = [], []
     for file in found:
         try:
-            decoded.append((file, decode_image(file.read(), file.where, size, resize)))
+            try:
+                data = file.read()
+            except OSError as exc:
+                raise CorruptFileError(
+                    f"{file.where}: cannot read ({exc.strerror or exc})"
+                ) from exc
+            decoded.append((file, decode_image(data, file.where, size, resize)))
         except CorruptFileError:
             if not skip_corrupt:
                 raise

@@ -38,7 +38,8 @@ def input_batches(
             yield _normalised(arrays[start : start + batch_size], normalization, image_size, device)
         return
     for item in x:  # type: ignore[union-attr]
-        batch = item[0] if isinstance(item, (tuple, list)) else item
+        pair = isinstance(item, (tuple, list)) and item and not isinstance(item[0], Image.Image)
+        batch = item[0] if pair else item  # (x, y) pairs; a list of Pillow images is a batch
         array = _as_array(batch, image_size)
         if array is None:
             raise ShapeError(

@@ -18,7 +18,10 @@ def load_npz(path: str | Path, name: str | None = None) -> ImageSet:
     if not path.is_file():
         raise DatasetNotFoundError(f"expected the npz file {path}, which is missing")
     try:
-        with np.load(path, allow_pickle=False) as arrays:
+        arrays = np.load(path, allow_pickle=False)
+        if not isinstance(arrays, np.lib.npyio.NpzFile):
+            raise CorruptFileError(f"{path}: a single .npy array, not an npz archive")
+        with arrays:
             if "images" not in arrays:
                 raise CorruptFileError(f"{path}: no 'images' array (has {sorted(arrays.files)})")
             images = arrays["images"]

@@ -236,7 +236,7 @@ def load_dataset(
     """
     if is_path(name):
         path = Path(name)
-        if path.suffix == ".npz":
+        if path.suffix.lower() == ".npz":
             return load_npz(path)
         return load_images(path, size=size, resize=resize)
     info = dataset_info(name)
@@ -284,6 +284,8 @@ def download(
         raise DatasetNotFoundError(f"{name} is {info.kind}: there is nothing to download")
     root = Path(root) if root is not None else default_data_root()
     target = root / info.archive
+    if source and "://" not in source and not Path(source).is_file():
+        raise DatasetNotFoundError(f"--source {source} does not exist")
     if target.is_file() and not force:
         return Download(target, _check_md5(target, info))
     source = source or info.url

@@ -109,6 +109,12 @@ def load_run_sets(
         split = _cap_per_class(split, full_train.labels, settings.max_per_class)
     out = split.apply(full_train)
     out["test"] = test
+    for part in ("train", "val", "test"):
+        if not len(out[part]):
+            raise ConfigError(
+                f"{settings.dataset}: the {part} part is empty ({len(full_train) + len(test)} "
+                "images); use a larger set or larger data.val_fraction / data.test_fraction"
+            )
     if settings.id_classes is not None:
         out = _restrict_classes(out, settings.id_classes)
     return out

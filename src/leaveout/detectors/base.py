@@ -35,6 +35,7 @@ from .perturb import Objective, stepped_logit_scores
 PAPER_TEMPERATURES = (1.0, 10.0, 100.0, 1000.0, 5000.0)
 PAPER_EPSILONS = (0.0, 0.000313, 0.000625, 0.00125, 0.002, 0.003)
 CRITERIA = ("fpr95", "auroc", "deterr")
+DEFAULT_CALIBRATION_IMAGES = 2000  # at most this many validation images per side and member
 VALIDATION_METRICS = ("FPR95", "DetErr", "AUROC")
 
 Point = dict[str, Any]
@@ -264,7 +265,11 @@ class Detector:
         return self
 
     def fit_left_out(
-        self, validation: ImageSet, *, train: ImageSet | None = None, max_images: int = 2000
+        self,
+        validation: ImageSet,
+        *,
+        train: ImageSet | None = None,
+        max_images: int = DEFAULT_CALIBRATION_IMAGES,
     ) -> Detector:
         """Choose the hyperparameters on the ensemble's own left-out classes (no OOD data).
 
@@ -282,17 +287,16 @@ class Detector:
             )
         self.prepare(train)
         points = self.grid_points()
-        per_member = []
+        per_member, sizes = [], []
         for m in range(self.ensemble.k):
             left_out = np.isin(validation.labels, partition.left_out(m))
             view = self.member_view(m)
             sides = [
-                view.score_grid(
-                    validation.images[subsample(np.flatnonzero(mask), max_images, m)], points
-                )
-                for mask in (~left_out, left_out)
+                subsample(np.flatnonzero(mask), max_images, m) for mask in (~left_out, left_out)
             ]
-            per_member.append([validation_metrics(i, o) for i, o in zip(*sides)])
+            sizes.append([len(side) for side in sides])
+            grids = [view.score_grid(validation.images[side], points) for side in sides]
+            per_member.append([validation_metrics(i, o) for i, o in zip(*grids)])
         rows = [
             point
             | {
@@ -302,7 +306,11 @@ class Detector:
             for i, point in enumerate(points)
         ]
         best = best_row(rows, self.criterion)
-        how = f"left-out classes of the validation split, up to {max_images} images per side"
+        n_id, n_out = np.mean(sizes, axis=0).round().astype(int)
+        how = (
+            f"left-out classes of the validation split ({n_id} ID vs {n_out} left-out images per "
+            f"member, at most {max_images} per side)"
+        )
         self.set_fitted(dict(points[best]), rows, how)
         ids = validation.images[subsample(np.arange(len(validation)), max_images, self.ensemble.k)]
         self.threshold_ = threshold_at_tpr(self.score_samples(ids), self.tpr)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from ..losses import entropy
 
 Objective = Callable[[torch.Tensor], torch.Tensor]
@@ -75,6 +76,8 @@ def stepped_logit_scores(
     step directions, then one forward per point with eps > 0.
     """
     temperatures = sorted({p.get("temperature", 1.0) for p in points if p.get("epsilon", 0.0) > 0})
+    if objective is None and temperatures:
+        raise ConfigError("this detector has no input step: epsilon must be 0")
     if objective is not None and temperatures:
         objectives = [objective(t) for t in temperatures]
         logits, found = step_directions(member, batch, objectives, std)

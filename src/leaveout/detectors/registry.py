@@ -7,6 +7,7 @@ with `@register_detector`; the package imports every module it holds, so nothing
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +55,22 @@ def detector_class(name: str) -> type[Detector]:
 def create_detector(name: str, ensemble: LeaveOutEnsemble, **params: Any) -> Detector:
     """A detector by name over `ensemble`, with its settings (e.g. temperature=10.0)."""
     cls = detector_class(name)
-    try:
-        return cls(ensemble, **params)
-    except TypeError as exc:
-        raise ConfigError(f"{name}: {exc}") from None
+    takes = settings_of(cls)
+    unknown = sorted(set(params) - set(takes))
+    if unknown:
+        raise ConfigError(
+            f"{name}: unexpected keyword argument {unknown[0]!r}; it takes {', '.join(takes)}"
+        )
+    return cls(ensemble, **params)
+
+
+def settings_of(cls: type[Detector]) -> list[str]:
+    """The keyword settings a detector class takes: its own and the base class's."""
+    from .base import Detector
+
+    names: list[str] = []
+    for init in (cls.__init__, Detector.__init__):
+        for parameter in list(inspect.signature(init).parameters.values())[2:]:
+            if parameter.kind not in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
+                names.append(parameter.name)
+    return list(dict.fromkeys(names))

@@ -15,7 +15,7 @@ from ..data.splits import load_run_sets
 from ..ensemble import LeaveOutEnsemble
 from ..errors import ConfigError, LeaveoutWarning
 from ..rundir import RunDir
-from .base import Detector
+from .base import DEFAULT_CALIBRATION_IMAGES, Detector
 from .registry import create_detector
 
 
@@ -25,7 +25,7 @@ def run_sets(run: RunDir | str | Path, data_root: str | Path | None = None) -> d
     return load_run_sets(cfg.data, cfg.train.seed, data_root)
 
 
-def fit_statistics(detector: Detector, run: RunDir, train: ImageSet) -> None:
+def cached_statistics(detector: Detector, run: RunDir, train: ImageSet) -> None:
     """Fit the detector's training statistics, cached per weights and training images."""
     if not detector.needs_training_data:
         return
@@ -57,7 +57,7 @@ def load_detector(
     ensemble = ensemble or LeaveOutEnsemble.load(run, device, which)
     detector = create_detector(name, ensemble, **params)
     if detector.needs_training_data:
-        fit_statistics(detector, run, (sets or run_sets(run, data_root))["train"])
+        cached_statistics(detector, run, (sets or run_sets(run, data_root))["train"])
     record = run.read_calibration(name)
     if record is not None and record.get("weights") != ensemble.weights_id:
         warnings.warn(
@@ -79,6 +79,10 @@ def load_detector(
                 if key in detector.default_search_space:
                     setattr(detector, key + "_", value)
             detector.threshold_ = None
+        decision = {k: params[k] for k in ("tpr", "criterion") if k in params}
+        if any(getattr(detector, k) != v for k, v in decision.items()):
+            detector.set_params(**decision)
+            detector.threshold_ = None  # the saved one keeps another fraction
     return detector
 
 
@@ -89,7 +93,7 @@ def calibrate(
     *,
     ood: ImageSet | None = None,
     id_tuning: ImageSet | None = None,
-    max_images: int = 2000,
+    max_images: int = DEFAULT_CALIBRATION_IMAGES,
 ) -> Path:
     """Fit `detector` on the run's left-out classes (or on id_tuning vs ood) and save the result."""
     if ood is not None:

@@ -27,7 +27,8 @@ from .rundir import RunDir
 class LeaveOutEnsemble:
     """Networks with their classes, normalisation and (for leave-out runs) partition.
 
-    Members are put in eval mode with frozen weights on `device`. Inputs to every method: see
+    The members given are put in eval mode with frozen weights and moved to `device`, in place.
+    Inputs to every method: see
     `leaveout.data.inputs` (uint8 images, an ImageSet, normalised floats, Pillow images or an
     iterable of batches).
     """

@@ -95,7 +95,6 @@ class Mahalanobis(Detector):
     def __init__(self, ensemble: LeaveOutEnsemble, epsilon: float = 0.0, **options: Any) -> None:
         super().__init__(ensemble, **options)
         self.epsilon = epsilon
-        self.fits_: list[GaussianFit] | None = None
 
     @torch.no_grad()
     def fit_statistics(
@@ -136,7 +135,8 @@ class Mahalanobis(Detector):
         return self
 
     def has_statistics(self) -> bool:
-        return self.fits_ is not None and len(self.fits_) == self.ensemble.k
+        fits = getattr(self, "fits_", None)
+        return fits is not None and len(fits) == self.ensemble.k
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         self.check_ready()
@@ -162,13 +162,14 @@ class Mahalanobis(Detector):
 
     def member_view(self, member: int) -> Mahalanobis:
         view = super().member_view(member)
-        assert isinstance(view, Mahalanobis) and self.fits_ is not None
+        assert isinstance(view, Mahalanobis)
+        self.check_ready()
         view.fits_ = [self.fits_[member]]
         return view
 
     def to(self, device: torch.device | str) -> Mahalanobis:
         super().to(device)
-        if self.fits_ is not None:
+        if self.has_statistics():
             self.fits_ = [fit.to(self.ensemble.device) for fit in self.fits_]
         return self
 

@@ -30,7 +30,7 @@ from leaveout.detectors import (
     run_sets,
 )
 from leaveout.ensemble import LeaveOutEnsemble
-from leaveout.evaluation import cached_scores, id_test_parts, ood_parts
+from leaveout.evaluation import ID_SET, EvaluationSets, Protocol, cached_scores
 from leaveout.metrics import ood_metrics
 from leaveout.reports import markdown_table, replace_section
 from leaveout.rundir import RunDir
@@ -84,10 +84,11 @@ def variant_scores(
     chosen = detector.hyperparameters()
     # scores are cached per weights, settings and images: the default variant shares
     # `leaveout evaluate`'s cache entries, so its scores are reused
-    id_scores = cached_scores(run, detector, "id-test", id_test_parts(sets)["report"])
+    evaluation = EvaluationSets(run, data_root, Protocol(), sets)
+    id_scores = cached_scores(run, detector, ID_SET, evaluation.parts(ID_SET)["report"])
     metrics = {}
     for name in oods:
-        report = ood_parts(name, sets, data_root, ensemble.image_size)["report"]
+        report = evaluation.parts(name)["report"]
         metrics[name] = ood_metrics(id_scores, cached_scores(run, detector, name, report))
     return metrics, {"T": chosen["temperature"], "eps": chosen["epsilon"]}
 

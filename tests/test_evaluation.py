@@ -1,5 +1,6 @@
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from leaveout import ConfigError, CorruptFileError, LeaveoutWarning, ShapeError
-from leaveout.data import report_split
+from leaveout.data.splits import tuning_size
 from leaveout.detectors.base import Detector
 from leaveout.ensemble import LeaveOutEnsemble
 from leaveout.evaluation import evaluate
@@ -63,9 +64,8 @@ def test_scores_are_cached(evaluated, monkeypatch):
     assert again["rows"] == first["rows"]
 
 
-def test_report_split_rule():
-    assert len(report_split(10_000).parts["tune"]) == 1000
-    assert len(report_split(500).parts["tune"]) == 100
+def test_tuning_size_rule():
+    assert tuning_size(10_000) == 1000 and tuning_size(2000) == 1000 and tuning_size(500) == 100
 
 
 def test_overridden_settings_write_their_own_folder(evaluated):
@@ -174,3 +174,87 @@ def test_plots_name_sets_not_paths(evaluated, tmp_path):
     )
     result = evaluate(run_dir, [str(folder)], progress=False, out=tmp_path / "r")
     assert result["rows"][0]["ood"] == "oodset" and (tmp_path / "r" / "hist_oodset.png").is_file()
+
+
+def test_every_metric_has_an_interval_in_every_file(evaluated):
+    run_dir, _ = evaluated
+    out = run_dir / "eval" / "leaveout"
+    saved = json.loads((out / "results.json").read_text())
+    for row in saved["rows"]:
+        for name in ("FPR95", "DetErr", "AUROC", "AUPR-In", "AUPR-Out"):
+            low, high = row["intervals"][name]
+            assert 0 <= low <= high <= 1
+        assert row["intervals"]["AUROC"][0] <= row["AUROC"] <= row["intervals"]["AUROC"][1]
+    with open(out / "results.csv") as f:
+        first = next(csv.DictReader(f))
+    assert float(first["AUROC low"]) <= float(first["AUROC"]) <= float(first["AUROC high"])
+    assert "95% percentile bootstrap" in (out / "results.md").read_text()
+    assert re.search(r"\| \d+\.\d\d \(\d+\.\d\d-\d+\.\d\d\) \|", (out / "results.md").read_text())
+
+
+def test_splits_are_saved_beside_the_report_and_reused(evaluated, monkeypatch):
+    import leaveout.evaluation as evaluation_module
+
+    run_dir, first = evaluated
+    splits = json.loads((run_dir / "eval" / "leaveout" / "splits.json").read_text())
+    assert set(splits) == {"id-test", "unseen", "uniform"}
+    assert len(splits["uniform"]["tune"]) == 1000 and splits["uniform"]["rule"].startswith("seeded")
+    monkeypatch.setattr(evaluation_module, "report_split", lambda *a, **k: pytest.fail("re-split"))
+    again = evaluate(run_dir, ["unseen", "uniform"], progress=False, plots=False)
+    assert again["rows"] == first["rows"]
+
+
+def test_a_set_sorted_by_class_keeps_every_class_and_row_order_does_not_matter(evaluated):
+    from leaveout.detectors import load_detector
+    from leaveout.evaluation import ID_SET, EvaluationSets, Protocol, cached_scores, metrics_row
+    from leaveout.rundir import RunDir
+
+    run_dir, _ = evaluated
+    run = RunDir(run_dir)
+    sets = dict(EvaluationSets(run, None, Protocol()).sets)
+    test = sets["test"]
+    by_class = test.subset(np.argsort(test.labels, kind="stable"))  # sorted like an ImageFolder
+    shuffled = test.subset(np.random.default_rng(0).permutation(len(test)))
+    detector = load_detector(run, "leaveout", sets=sets)
+    rows = []
+    for variant in (by_class, shuffled):
+        evaluation = EvaluationSets(run, None, Protocol(), sets | {"test": variant})
+        report = evaluation.parts(ID_SET)["report"]
+        assert set(np.unique(report.labels)) == set(range(test.num_classes))  # every class reports
+        ood = evaluation.parts("uniform")["report"]
+        id_scores = cached_scores(run, detector, ID_SET, report)
+        rows.append(
+            metrics_row(
+                "uniform",
+                id_scores,
+                cached_scores(run, detector, "uniform", ood),
+                Protocol(),
+                False,
+            )
+        )
+    assert rows[0] == rows[1]  # the same images, the same scores, the same metrics
+    with pytest.raises(ConfigError, match="not in the interleaved official order"):
+        EvaluationSets(run, None, Protocol(split="odin-first"), sets | {"test": by_class}).parts(
+            ID_SET
+        )
+
+
+def test_compare_gives_paired_differences(evaluated, tmp_path):
+    from leaveout.evaluation import compare
+
+    run_dir, _ = evaluated
+    result = compare(
+        (run_dir, "leaveout"), (run_dir, "energy"), ["uniform"], progress=False, out=tmp_path / "c"
+    )
+    (row,) = result["rows"]
+    for metric in ("AUROC", "FPR95"):
+        m = row[metric]
+        assert m["difference"] == pytest.approx(m["first"] - m["second"])
+        assert m["low"] <= m["high"]
+    assert (tmp_path / "c" / "compare.md").is_file() and "first - second" in (
+        tmp_path / "c" / "compare.md"
+    ).read_text()
+    same = compare(
+        (run_dir, "energy"), (run_dir, "energy"), ["uniform"], progress=False, out=tmp_path / "d"
+    )
+    assert same["rows"][0]["AUROC"]["low"] == same["rows"][0]["AUROC"]["high"] == 0.0

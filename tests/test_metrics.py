@@ -97,3 +97,53 @@ def test_ood_metrics_are_fractions_like_every_metric_and_swap_only_fpr95():
 def test_perfect_separation():
     m = ood_metrics(np.array([2.0, 3.0]), np.array([0.0, 1.0]))
     assert m == {"FPR95": 0.0, "DetErr": 0.0, "AUROC": 1.0, "AUPR-In": 1.0, "AUPR-Out": 1.0}
+
+
+def test_bootstrap_equals_a_slow_loop_over_the_same_resamples():
+    from leaveout.metrics import bootstrap_metrics
+
+    rng = np.random.default_rng(1)
+    ids, oods = rng.normal(1, 1, 120).round(1), rng.normal(0, 1, 80).round(1)  # with ties
+    fast = bootstrap_metrics(ids, oods, resamples=50, seed=7, chunk=16)
+    shuffled = bootstrap_metrics(ids[::-1], np.roll(oods, 5), resamples=50, seed=7, chunk=50)
+    assert all(np.array_equal(fast[k], shuffled[k]) for k in fast)  # row order does not matter
+    ids, oods = np.sort(ids), np.sort(oods)  # what the bootstrap resamples
+    id_draws, ood_draws = (np.random.default_rng(s) for s in np.random.SeedSequence(7).spawn(2))
+    id_rows = id_draws.integers(0, len(ids), (50, len(ids)), dtype=np.int32)
+    ood_rows = ood_draws.integers(0, len(oods), (50, len(oods)), dtype=np.int32)
+    slow = {k: [] for k in fast}
+    for i, o in zip(id_rows, ood_rows):
+        for k, v in ood_metrics(ids[i], oods[o]).items():
+            slow[k].append(v)
+    for k in fast:
+        np.testing.assert_allclose(fast[k], slow[k], rtol=0, atol=1e-12)
+
+
+def test_bootstrap_intervals_cover_the_true_auroc_about_95_percent_of_the_time():
+    from math import erf, sqrt
+
+    from leaveout.metrics import metric_intervals
+
+    d = 1.0
+    true_auroc = 0.5 * (1 + erf(d / sqrt(2) / sqrt(2)))  # Phi(d / sqrt(2))
+    rng = np.random.default_rng(2026)
+    covered = 0
+    for repetition in range(200):
+        ids, oods = rng.normal(d, 1, 200), rng.normal(0, 1, 200)
+        low, high = metric_intervals(ids, oods, resamples=1000, seed=repetition)["AUROC"]
+        covered += low <= true_auroc <= high
+    assert 0.90 <= covered / 200 <= 0.99
+
+
+def test_paired_differences():
+    from leaveout.metrics import paired_differences
+
+    rng = np.random.default_rng(3)
+    ids, oods = rng.normal(1, 1, 500), rng.normal(0, 1, 500)
+    same = paired_differences((ids, ids), (oods, oods), resamples=200)
+    assert all(v == {"difference": 0.0, "low": 0.0, "high": 0.0} for v in same.values())
+    noisy_ids, noisy_oods = ids + rng.normal(0, 2, 500), oods + rng.normal(0, 2, 500)
+    better = paired_differences((ids, noisy_ids), (oods, noisy_oods), resamples=300)
+    a, b = auroc(ids, oods), auroc(noisy_ids, noisy_oods)
+    assert better["AUROC"]["difference"] == pytest.approx(a - b)
+    assert 0 < better["AUROC"]["low"] < a - b < better["AUROC"]["high"]

@@ -11,6 +11,7 @@ from typing import Any
 
 from .config import RESIZE_RULES, list_presets
 from .data import sets as datasets
+from .data.splits import SPLIT_RULES
 from .detectors import CRITERIA, list_detectors
 from .detectors.base import DEFAULT_CALIBRATION_IMAGES
 from .detectors.perturb import OBJECTIVES
@@ -100,7 +101,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .detectors import calibrate, create_detector, run_sets, transfer_calibration
     from .detectors.runs import cached_statistics
     from .ensemble import LeaveOutEnsemble
-    from .evaluation import capped, id_test_parts, ood_parts
+    from .evaluation import ID_SET, EvaluationSets, Protocol, capped
     from .reports import format_number, text_table
     from .rundir import RunDir
 
@@ -112,14 +113,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             "--ood NAME, or calibrate a leave-out run with --also pointing here"
         )
     sets = run_sets(run, args.data_root)
+    protocol = Protocol(split=args.split, max_images=args.max_images)
     detector = create_detector(args.method, ensemble, **scoring_options(args), **gradient(args))
     detector.tpr, detector.criterion = args.tpr, args.criterion
     cached_statistics(detector, run, sets["train"])
     if args.ood:
-        id_tune = capped(id_test_parts(sets)["tune"], args.max_images)
-        ood_tune = capped(
-            ood_parts(args.ood, sets, args.data_root, ensemble.image_size)["tune"], args.max_images
-        )
+        evaluation = EvaluationSets(run, args.data_root, protocol, sets)
+        id_tune = capped(evaluation.parts(ID_SET)["tune"], args.max_images)
+        ood_tune = capped(evaluation.parts(args.ood)["tune"], args.max_images)
         note(
             args,
             f"calibrating {args.method} on {len(id_tune)} ID and {len(ood_tune)} {args.ood} tuning images",
@@ -167,11 +168,49 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         ood_positive=args.ood_positive,
         progress=not args.quiet,
         out=args.out,
-        max_images=args.max_images,
+        protocol=protocol(args),
     )
     print(results_markdown(result))
     print(f"written to {result['folder']}")
     return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .evaluation import compare, compare_markdown
+
+    result = compare(
+        run_and_method(args.first),
+        run_and_method(args.second),
+        args.ood,
+        data_root=args.data_root,
+        batch_size=args.batch_size,
+        device=args.device,
+        ood_positive=args.ood_positive,
+        progress=not args.quiet,
+        out=args.out,
+        protocol=protocol(args),
+    )
+    print(compare_markdown(result))
+    print(f"written to {result['folder']}")
+    return 0
+
+
+def run_and_method(text: str) -> tuple[str, str]:
+    """RUN_DIR[:METHOD] -> (run dir, method); the method defaults to leaveout."""
+    run, _, method = text.rpartition(":") if ":" in Path(text).name else (text, "", "leaveout")
+    if method not in list_detectors():
+        raise ConfigError(
+            f"{text}: unknown detector {method!r}; known: {', '.join(list_detectors())}"
+        )
+    return run, method
+
+
+def protocol(args: argparse.Namespace) -> Any:
+    from .evaluation import Protocol
+
+    return Protocol(
+        split=args.split, seed=args.seed, max_images=args.max_images, resamples=args.resamples
+    )
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -326,6 +365,26 @@ def add_method(p: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def add_protocol(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--split",
+        choices=SPLIT_RULES,
+        default="seeded",
+        help="tuning/reporting split of every set: seeded (by pixel content, stratified by class; "
+        "no row order matters) or odin-first (the first 1000, for the official CIFAR order only)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and of the bootstrap")
+    p.add_argument(
+        "--max-images",
+        type=positive_int,
+        default=None,
+        help="score at most this many images per set",
+    )
+    p.add_argument(
+        "--resamples", type=positive_int, default=1000, help="bootstrap resamples per interval"
+    )
+
+
 def add_scoring(p: argparse.ArgumentParser, gradient_option: bool = True) -> None:
     if gradient_option:
         p.add_argument(
@@ -472,6 +531,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="at most this many validation images per side",
     )
     p.add_argument(
+        "--split",
+        choices=SPLIT_RULES,
+        default="seeded",
+        help="with --ood: how the tuning parts are drawn (see `leaveout evaluate --help`)",
+    )
+    p.add_argument(
         "--also",
         type=Path,
         nargs="*",
@@ -505,17 +570,33 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="FPR95 with OOD as the positive class (the pytorch-ood/OpenOOD convention)",
     )
-    p.add_argument(
-        "--max-images",
-        type=positive_int,
-        default=None,
-        help="score at most this many images per set",
-    )
+    add_protocol(p)
     p.add_argument(
         "--out", type=Path, help="report folder (default: RUN_DIR/eval/<method>[-settings])"
     )
     add_scoring(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = command(
+        "compare",
+        "two detectors on the same images: AUROC and FPR95 differences with paired intervals",
+        "leaveout compare runs/c10 runs/c10-standard:odin --data-root ../shared/data",
+        "leaveout compare runs/c10:leaveout runs/c10:mahalanobis --ood tiny_imagenet_crop uniform",
+    )
+    p.add_argument("first", help="RUN_DIR[:METHOD] (method default: leaveout)")
+    p.add_argument("second", help="RUN_DIR[:METHOD]; its run must have the same ID test images")
+    p.add_argument(
+        "--ood", nargs="+", default=DEFAULT_OOD, help="OOD sets: names, paths, or 'unseen'"
+    )
+    p.add_argument(
+        "--ood-positive",
+        action="store_true",
+        help="FPR95 with OOD as the positive class (the pytorch-ood/OpenOOD convention)",
+    )
+    add_protocol(p)
+    p.add_argument("--out", type=Path, help="report folder (default: FIRST_RUN/eval/compare-...)")
+    add_scoring(p, gradient_option=False)
+    p.set_defaults(func=cmd_compare)
 
     p = command(
         "score",

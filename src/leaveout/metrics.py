@@ -198,15 +198,18 @@ def bootstrap_metrics(
     )
     if len(ids) != len(oods):
         raise ShapeError(f"{len(ids)} sets of ID scores but {len(oods)} sets of OOD scores")
+    # resample sorted scores: the intervals then depend on the scores, not on the order of rows
+    ids, oods = ids[:, np.lexsort(ids[::-1])], oods[:, np.lexsort(oods[::-1])]
     if resamples < 1:
         raise ShapeError(f"resamples must be at least 1, got {resamples}")
     distinct = [DistinctScores.of(i, o) for i, o in zip(ids, oods)]
-    rng = np.random.default_rng(seed)
+    # one generator per side: the same resamples whatever the chunk size
+    id_rng, ood_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     parts: dict[str, list[np.ndarray]] = {name: [] for name in METRIC_NAMES}
     for start in range(0, resamples, chunk):
         rows = min(chunk, resamples - start)
-        id_rows = rng.integers(0, ids.shape[1], (rows, ids.shape[1]), dtype=np.int32)
-        ood_rows = rng.integers(0, oods.shape[1], (rows, oods.shape[1]), dtype=np.int32)
+        id_rows = id_rng.integers(0, ids.shape[1], (rows, ids.shape[1]), dtype=np.int32)
+        ood_rows = ood_rng.integers(0, oods.shape[1], (rows, oods.shape[1]), dtype=np.int32)
         per_method = [
             curve_metrics(*d.counts(id_rows, ood_rows), ood_positive=ood_positive) for d in distinct
         ]

@@ -55,6 +55,19 @@ def percent_rows(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[di
     return [r | {k: 100 * r[k] for k in keys if isinstance(r.get(k), (int, float))} for r in rows]
 
 
+def interval_rows(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
+    """Copies of `rows` with each fraction at `keys` shown in percent with its interval from
+    row["intervals"], as "73.30 (71.90-74.60)"."""
+    out = []
+    for r in rows:
+        cells = {}
+        for k in keys:
+            low, high = r["intervals"][k]
+            cells[k] = f"{100 * r[k]:.2f} ({100 * low:.2f}-{100 * high:.2f})"
+        out.append(r | cells)
+    return out
+
+
 def format_number(value: float) -> str:
     """Enough digits to tell grid values apart (0.000313, 1000, 0.5)."""
     return f"{value:.6g}"

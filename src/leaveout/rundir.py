@@ -11,6 +11,7 @@
     calibration/<detector>.json       a detector's chosen settings and threshold
     eval/<report>/                    evaluation reports (results.json/csv/md, plots)
     cache/<weights id>/               scores and fitted statistics of exactly these weights
+    splits/<set>-<rule>-<digest>.json the tuning/reporting split of each evaluation set
 Every file is written atomically (weights and checkpoints included); nothing is unpickled.
 """
 
@@ -131,6 +132,10 @@ class RunDir:
 
     def cache_dir(self, weights_id: str) -> Path:
         return self.path / "cache" / weights_id
+
+    def split_path(self, label: str, rule: str, fingerprint: str) -> Path:
+        """Where the tuning/reporting split of an evaluation set is kept (by content digest)."""
+        return self.path / "splits" / f"{label}-{rule}-{fingerprint}.json"
 
     # --- the run as a whole ---
 

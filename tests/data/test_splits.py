@@ -60,3 +60,55 @@ def test_small_classes_warn_and_an_empty_part_is_refused(tmp_path):
     tiny = DataSettings(dataset=str(tmp_path / "data"), val_fraction=0.01)
     with pytest.raises(ConfigError, match="the val part is empty"), pytest.warns(LeaveoutWarning):
         load_run_sets(tiny, seed=0)
+
+
+def _sorted_labelled(n_per_class=(900, 750, 1500, 80, 3), size=4):
+    images = random_images(sum(n_per_class), size=size, seed=11)
+    labels = np.repeat(np.arange(len(n_per_class)), n_per_class)
+    return ImageSet(images, labels, tuple("abcde"), "sorted")
+
+
+def test_the_seeded_split_keeps_every_class_in_both_parts_and_ignores_row_order():
+    from leaveout.data import report_split
+
+    data = _sorted_labelled()  # grouped by class, like an ImageFolder or the shared CIFAR copy
+    split = report_split(data)
+    tune, report = split.parts["tune"], split.parts["report"]
+    assert len(tune) == 1000 and len(np.intersect1d(tune, report)) == 0
+    assert len(tune) + len(report) == len(data)
+    for c in range(5):  # every class with two or more images is in both parts
+        assert (data.labels[tune] == c).any() and (data.labels[report] == c).any()
+    counts = np.bincount(data.labels[tune], minlength=5)
+    np.testing.assert_allclose(counts[:3], 1000 * np.array([900, 750, 1500]) / 3233, atol=2)
+
+    order = np.random.default_rng(3).permutation(len(data))
+    shuffled = data.subset(order)
+    again = report_split(shuffled)
+    picked = {data.images[i].tobytes() for i in tune}
+    assert {shuffled.images[i].tobytes() for i in again.parts["tune"]} == picked
+    assert report_split(data, seed=1).parts["tune"].tolist() != tune.tolist()
+
+
+def test_the_unlabelled_split_is_random_by_content():
+    from leaveout.data import report_split
+
+    data = ImageSet(random_images(3000, size=4, seed=5), None, (), "ood")
+    split = report_split(data)
+    assert len(split.parts["tune"]) == 1000
+    assert split.parts["tune"].max() > 2000  # not the first 1000 rows
+    reversed_rows = data.subset(np.arange(len(data))[::-1])
+    tune = {data.images[i].tobytes() for i in split.parts["tune"]}
+    assert {
+        reversed_rows.images[i].tobytes() for i in report_split(reversed_rows).parts["tune"]
+    } == tune
+
+
+def test_odin_first_is_refused_on_a_set_sorted_by_class():
+    from leaveout import ConfigError
+    from leaveout.data import report_split
+
+    with pytest.raises(ConfigError, match=r"tune part has no images of 3 classes \(c, d, e\)"):
+        report_split(_sorted_labelled(), "odin-first")
+    interleaved = ImageSet(random_images(2500, size=4), np.arange(2500) % 5, tuple("abcde"), "x")
+    split = report_split(interleaved, "odin-first")
+    assert split.parts["tune"].tolist() == list(range(1000))

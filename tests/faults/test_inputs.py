@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from leaveout import CorruptFileError, ShapeError, create_detector, decode_image, load_images
+from leaveout.data import report_split
 from leaveout.ensemble import LeaveOutEnsemble
-from leaveout.evaluation import ood_parts
 
 from ..helpers import random_images, write_image_files
 
@@ -78,9 +78,13 @@ def test_folder_with_one_bad_file_names_it_or_skips_it(tmp_path):
 
 
 def test_ood_set_smaller_than_the_tuning_part(tmp_path):
+    from leaveout import ImageSet
+
     write_image_files(tmp_path / "small", random_images(50, size=16))
-    parts = ood_parts(str(tmp_path / "small"), {}, None, (16, 16))
+    parts = report_split(load_images(tmp_path / "small")).apply(load_images(tmp_path / "small"))
     assert len(parts["tune"]) == 10 and len(parts["report"]) == 40
+    with pytest.raises(ShapeError, match="at least 2"):
+        report_split(ImageSet(random_images(1, size=4), None, (), "one"))
 
 
 def test_nan_and_inf_inputs_to_score(digits_run):

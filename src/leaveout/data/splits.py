@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,9 +57,89 @@ def odin_split(n: int, tune: int = 1000) -> Split:
     return Split({"tune": np.arange(tune), "report": np.arange(tune, n)}, f"odin(tune={tune})")
 
 
-def report_split(n: int) -> Split:
-    """ODIN's tuning/reporting split; the first fifth tunes when a set has under 2000 images."""
-    return odin_split(n, 1000 if n >= 2000 else max(1, n // 5))
+SPLIT_RULES = ("seeded", "odin-first")
+
+
+def tuning_size(n: int) -> int:
+    """ODIN's 1000 tuning images; a fifth of a set of under 2000 images."""
+    return 1000 if n >= 2000 else max(1, n // 5)
+
+
+def content_keys(images: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A seeded 64-bit key per image, from its pixels only: an image gets the same key wherever
+    it sits in the set, so orders drawn from these keys do not depend on the order of the rows."""
+    salt = int(seed).to_bytes(8, "little", signed=True)
+    return np.array(
+        [
+            int.from_bytes(
+                hashlib.blake2b(image.tobytes(), digest_size=8, salt=salt).digest(), "little"
+            )
+            for image in images
+        ],
+        dtype=np.uint64,
+    )
+
+
+def report_split(data: ImageSet, rule: str = "seeded", seed: int = 0) -> Split:
+    """The tuning/reporting split of an evaluation set (ODIN's protocol, method.md section 6).
+
+    "seeded" (default): `tuning_size` images chosen by the seeded content keys, stratified by
+    class for a labelled set (every class with two or more images in both parts), at random for
+    an unlabelled one; the same images whatever the order of the rows. "odin-first": the first
+    images tune, as ODIN did on the interleaved official CIFAR order; refused for a labelled set
+    whose first images lack classes (a set sorted by class).
+    """
+    n = len(data)
+    if n < 2:
+        raise ShapeError(f"{data.name} has {n} images; a tuning/reporting split needs at least 2")
+    if rule not in SPLIT_RULES:
+        raise ConfigError(f"split rule must be one of {', '.join(SPLIT_RULES)}; got {rule!r}")
+    tune = tuning_size(n)
+    if rule == "odin-first":
+        split = odin_split(n, tune)
+        check_classes_in_both(split, data)
+        return split
+    keys = content_keys(data.images, seed)
+    if data.labels is None:
+        chosen = np.lexsort((np.arange(n), keys))[:tune]
+    else:
+        chosen = _stratified_by_keys(data.labels, keys, tune, data.num_classes)
+    report = np.setdiff1d(np.arange(n), chosen)
+    return Split(
+        {"tune": np.sort(chosen), "report": report}, f"seeded(seed={seed}, tune={len(chosen)})"
+    )
+
+
+def _stratified_by_keys(
+    labels: np.ndarray, keys: np.ndarray, tune: int, classes: int
+) -> np.ndarray:
+    counts = np.bincount(labels, minlength=classes)
+    exact = tune * counts / counts.sum()
+    quota = np.floor(exact).astype(np.int64)
+    for c in np.argsort(-(exact - quota), kind="stable")[: tune - quota.sum()]:
+        quota[c] += 1  # largest remainders
+    quota = np.where(counts >= 2, np.clip(quota, 1, counts - 1), 0)
+    chosen = []
+    for c in np.flatnonzero(quota):
+        rows = np.flatnonzero(labels == c)
+        chosen.append(rows[np.lexsort((rows, keys[rows]))][: quota[c]])
+    return np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
+
+
+def check_classes_in_both(split: Split, data: ImageSet) -> None:
+    """Refuse a split of a labelled set whose tuning or reporting part lacks classes."""
+    if data.labels is None:
+        return
+    present = set(np.unique(data.labels).tolist())
+    for part, index in split.parts.items():
+        missing = sorted(present - set(np.unique(data.labels[index]).tolist()))
+        if missing:
+            names = ", ".join(data.classes[c] for c in missing[:5])
+            raise ConfigError(
+                f"{data.name}: the {split.rule} {part} part has no images of {len(missing)} "
+                f"classes ({names}): the set is not in the interleaved official order (a set sorted "
+                "by class loses whole classes to tuning); use the default seeded split"
+            )
 
 
 def random_split(

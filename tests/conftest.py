@@ -29,3 +29,21 @@ def digits_run(tmp_path_factory):
     cfg = resolve("digits", overrides=["train.epochs=2"])
     summaries = training.train(cfg, run_dir, device="cpu", progress=False)
     return cfg, run_dir, summaries
+
+
+@pytest.fixture(scope="session")
+def digits_ensemble(digits_run):
+    """The digits run's four members, loaded once."""
+    from leaveout import LeaveOutEnsemble
+
+    _, run_dir, _ = digits_run
+    return LeaveOutEnsemble.load(run_dir)
+
+
+@pytest.fixture(scope="session")
+def digits_sets(digits_run):
+    """The digits run's train / val / test / unseen parts."""
+    from leaveout.data import load_run_sets
+
+    cfg, _, _ = digits_run
+    return load_run_sets(cfg.data, cfg.train.seed)

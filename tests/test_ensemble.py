@@ -4,22 +4,19 @@ import torch
 from PIL import Image
 
 from leaveout import LeaveOutEnsemble, LeaveOutPartition, RunNotFoundError, ShapeError
-from leaveout.data import load_run_sets
 from leaveout.rundir import RunDir
 
 from .helpers import float64_copies, normalised_float64
 
 
-@pytest.fixture(scope="module")
-def ensemble(digits_run):
-    _, run_dir, _ = digits_run
-    return LeaveOutEnsemble.load(run_dir)
+@pytest.fixture(scope="session")
+def ensemble(digits_ensemble):
+    return digits_ensemble
 
 
-@pytest.fixture(scope="module")
-def images(digits_run):
-    cfg, _, _ = digits_run
-    test = load_run_sets(cfg.data, cfg.train.seed)["test"]
+@pytest.fixture(scope="session")
+def images(digits_sets):
+    test = digits_sets["test"]
     return test.images[:40], test.labels[:40]
 
 

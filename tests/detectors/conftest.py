@@ -1,20 +1,15 @@
 import numpy as np
 import pytest
 
-from leaveout import LeaveOutEnsemble
-from leaveout.data import load_run_sets
+
+@pytest.fixture(scope="session")
+def ensemble(digits_ensemble):
+    return digits_ensemble
 
 
-@pytest.fixture(scope="package")
-def ensemble(digits_run):
-    _, run_dir, _ = digits_run
-    return LeaveOutEnsemble.load(run_dir)
-
-
-@pytest.fixture(scope="package")
-def sets(digits_run):
-    cfg, _, _ = digits_run
-    return load_run_sets(cfg.data, cfg.train.seed)
+@pytest.fixture(scope="session")
+def sets(digits_sets):
+    return digits_sets
 
 
 def softmax64(z: np.ndarray) -> np.ndarray:

@@ -2,25 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from leaveout import ConfigError, LeaveOutEnsemble, create_detector
-from leaveout.data import load_run_sets
+from leaveout import ConfigError, create_detector
 from leaveout.detectors.leaveout import member_score
 from leaveout.detectors.perturb import entropy_objective, step_directions
 from leaveout.losses import entropy
 
 from ..helpers import float64_copies, normalised_float64
-
-
-@pytest.fixture(scope="module")
-def ensemble(digits_run):
-    _, run_dir, _ = digits_run
-    return LeaveOutEnsemble.load(run_dir)
-
-
-@pytest.fixture(scope="module")
-def sets(digits_run):
-    cfg, _, _ = digits_run
-    return load_run_sets(cfg.data, cfg.train.seed)
 
 
 @pytest.fixture(scope="module")

@@ -238,7 +238,8 @@ def evaluate(
         "convention": "OOD positive" if ood_positive else "ID positive",
         "units": "fractions (tables: percent)",
         "split": protocol.split,
-        "intervals": f"{100 * protocol.level:g}% percentile bootstrap, {protocol.resamples} resamples",
+        "intervals": f"{100 * protocol.level:g}% percentile bootstrap intervals "
+        f"({protocol.resamples} resamples)",
         "rows": rows,
         "seconds": time.time() - started,
         "folder": str(folder),
@@ -313,7 +314,8 @@ def compare(
         "first": labels[0],
         "second": labels[1],
         "convention": "OOD positive" if ood_positive else "ID positive",
-        "intervals": f"{100 * protocol.level:g}% paired percentile bootstrap, {protocol.resamples} resamples",
+        "intervals": f"{100 * protocol.level:g}% paired percentile bootstrap intervals "
+        f"({protocol.resamples} resamples)",
         "rows": rows,
     }
     folder = (
@@ -361,8 +363,8 @@ def results_markdown(result: dict[str, Any]) -> str:
     )
     return (
         f"Method: {result['method']} ({settings}; chosen on {result['chosen_on']}). "
-        f"ID accuracy: {100 * result['id_accuracy']:.2f}%. Metrics in percent with "
-        f"{result['intervals']} intervals in brackets; {result['convention']} (FPR95 = {fpr95}); "
+        f"ID accuracy: {100 * result['id_accuracy']:.2f}%. Metrics in percent, in brackets their "
+        f"{result['intervals']}; {result['convention']} (FPR95 = {fpr95}); "
         f"{result['split']} tuning/reporting split.\n\n"
         + markdown_table(interval_rows(result["rows"], METRIC_NAMES), RESULT_COLUMNS)
         + "\n"
@@ -403,7 +405,7 @@ def compare_markdown(result: dict[str, Any]) -> str:
     ]
     return (
         f"First: {result['first']}; second: {result['second']}. Percent, {result['convention']}; "
-        f"differences with {result['intervals']} intervals (an interval that excludes 0 is a "
+        f"differences with {result['intervals']} (an interval that excludes 0 is a "
         "difference the resampling does not explain away).\n\n"
         + markdown_table(rows, columns)
         + "\n"

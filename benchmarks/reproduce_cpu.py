@@ -216,7 +216,9 @@ def write_results(
     n_id = results["leaveout"]["rows"][0]["n_id"]
     spread_note = (
         f" The last columns give the mean ± standard deviation over {seeds} seeds (train.seed = "
-        f"0..{seeds - 1}: other initialisations, batch orders and validation splits)."
+        f"0..{seeds - 1}: other initialisations, batch orders and validation splits). The "
+        "bootstrap intervals cover the choice of test images only; the spread over seeds adds the "
+        "training's own variation: read a difference between methods against both."
         if seeds > 1
         else " One seed: `--seeds N` adds the spread over N trainings (about 35 minutes each)."
     )

@@ -50,11 +50,6 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def percent_rows(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
-    """Copies of `rows` with the fractions at `keys` turned into percent (for tables)."""
-    return [r | {k: 100 * r[k] for k in keys if isinstance(r.get(k), (int, float))} for r in rows]
-
-
 def interval_rows(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
     """Copies of `rows` with each fraction at `keys` shown in percent with its interval from
     row["intervals"], as "73.30 (71.90-74.60)"."""

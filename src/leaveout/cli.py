@@ -13,7 +13,7 @@ from .config import RESIZE_RULES, list_presets
 from .data import sets as datasets
 from .data.splits import SPLIT_RULES
 from .detectors import CRITERIA, list_detectors
-from .detectors.base import DEFAULT_CALIBRATION_IMAGES
+from .detectors.base import DEFAULT_CALIBRATION_IMAGES, SCORING_AMP
 from .detectors.perturb import OBJECTIVES
 from .devices import DEVICE_HELP
 from .errors import ConfigError, LeaveoutError, LeaveoutWarning
@@ -164,6 +164,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         method=args.method,
         params=params,
         batch_size=args.batch_size,
+        amp=args.amp,
         device=args.device,
         ood_positive=args.ood_positive,
         progress=not args.quiet,
@@ -184,6 +185,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         args.ood,
         data_root=args.data_root,
         batch_size=args.batch_size,
+        amp=args.amp,
         device=args.device,
         ood_positive=args.ood_positive,
         progress=not args.quiet,
@@ -313,7 +315,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def scoring_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"batch_size": args.batch_size, "progress": not args.quiet}
+    return {"batch_size": args.batch_size, "progress": not args.quiet, "amp": args.amp}
 
 
 def gradient(args: argparse.Namespace) -> dict[str, str]:
@@ -395,6 +397,13 @@ def add_scoring(p: argparse.ArgumentParser, gradient_option: bool = True) -> Non
             "(cross-entropy with the predicted label); default: the calibrated one, else entropy",
         )
     p.add_argument("--batch-size", type=positive_int, default=256, help="images per forward pass")
+    p.add_argument(
+        "--amp",
+        choices=SCORING_AMP,
+        default="none",
+        help="bf16: the networks' passes in bfloat16 autocast (faster on CPUs with AMX and on "
+        "GPUs; the scores are still computed in float64 from the logits)",
+    )
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
     add_data_root(p)

@@ -19,6 +19,7 @@ from .errors import ConfigError
 
 RESIZE_RULES = ("shorter-side", "stretch", "center-crop")
 NORMALIZATIONS = ("cifar", "fit")
+SCHEDULES = ("linear", "cosine", "triangular", "step", "constant")
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -37,6 +38,7 @@ class DataSettings:
     padding: int = 4  # random-crop padding in pixels (0: no crop)
     hflip: bool = True
     normalization: str = "cifar"  # "cifar" (ODIN's mean/std) or "fit" (from the training images)
+    test_flip: bool = False  # classify by the mean softmax of each image and its mirror image
     resize: str = "shorter-side"  # how images of folders/archives reach 32x32: see RESIZE_RULES
 
 
@@ -58,8 +60,9 @@ class OptimSettings:
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
-    schedule: str = "linear"  # linear (to lr_floor), step, cosine (to lr_floor), constant
+    schedule: str = "linear"  # linear, cosine, triangular (all to lr_floor), step, constant
     lr_floor: float = 1e-4
+    warmup: float = 0.2  # triangular: fraction of the steps rising from lr_floor to lr
     milestones: list[int] = field(default_factory=lambda: [50, 75])  # epochs, for "step"
     gamma: float = 0.1
 
@@ -71,6 +74,7 @@ class TrainSettings:
     partition_seed: int = 3
     margin: float = 0.4
     beta: float = 0.2
+    label_smoothing: float = 0.0  # on the ID cross-entropy (the paper: 0)
     epochs: int = 100
     batch_size: int = 100
     ood_batch_size: int = 100
@@ -94,7 +98,7 @@ class RunConfig:
         _choice("train.mode", self.train.mode, ("leaveout", "standard"))
         _choice("train.select", self.train.select, ("auroc", "accuracy", "last"))
         _choice("train.amp", self.train.amp, ("none", "bf16", "fp16"))
-        _choice("optim.schedule", self.optim.schedule, ("linear", "step", "cosine", "constant"))
+        _choice("optim.schedule", self.optim.schedule, SCHEDULES)
         _choice("data.normalization", self.data.normalization, NORMALIZATIONS)
         _choice("data.resize", self.data.resize, RESIZE_RULES)
         if self.train.mode == "standard" and self.train.select == "auroc":
@@ -102,6 +106,12 @@ class RunConfig:
         for key in ("epochs", "batch_size", "ood_batch_size", "eval_batch_size"):
             if getattr(self.train, key) < 1:
                 raise ConfigError(f"train.{key} must be at least 1")
+        if not 0 <= self.train.label_smoothing < 1:
+            raise ConfigError(
+                f"train.label_smoothing must lie in [0, 1), got {self.train.label_smoothing}"
+            )
+        if not 0 < self.optim.warmup < 1:
+            raise ConfigError(f"optim.warmup must lie in (0, 1), got {self.optim.warmup}")
         if self.data.max_per_class < 0:
             raise ConfigError(
                 f"data.max_per_class must be 0 (all) or positive, got {self.data.max_per_class}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
+from torch import nn
 
 from .errors import ConfigError
 
@@ -51,3 +52,21 @@ def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManage
     check_amp(device, amp)
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)
+
+
+class Autocast(nn.Module):
+    """`network` run under autocast (`amp`), its outputs returned in float32: mixed precision for
+    the network only, while what is computed from its outputs keeps its own precision."""
+
+    def __init__(self, network: nn.Module, amp: str, device: torch.device) -> None:
+        super().__init__()
+        check_amp(device, amp)
+        self.network, self.amp, self.device = network, amp, device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with autocast(self.device, self.amp):
+            return self.network(x).float()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        with autocast(self.device, self.amp):
+            return self.network.forward_features(x).float()

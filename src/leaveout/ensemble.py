@@ -42,6 +42,7 @@ class LeaveOutEnsemble:
         image_size: tuple[int, int] = (32, 32),
         device: torch.device | str = "cpu",
         weights_id: str = "unsaved",
+        test_flip: bool = False,
     ) -> None:
         if not members:
             raise ShapeError("an ensemble needs at least one member")
@@ -67,6 +68,7 @@ class LeaveOutEnsemble:
         self.partition = partition
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.weights_id = weights_id  # a digest of the weight files; caches are keyed by it
+        self.test_flip = test_flip  # classify: average each member's softmax over the mirror image
 
     def prepared(self, member: nn.Module) -> nn.Module:
         member.requires_grad_(False)
@@ -101,6 +103,7 @@ class LeaveOutEnsemble:
             info.image_size,
             device,
             run.weights_id(which),
+            cfg.data.test_flip,
         )
 
     @property
@@ -122,6 +125,7 @@ class LeaveOutEnsemble:
             self.image_size,
             self.device,
             f"{self.weights_id}-member{member}",
+            self.test_flip,
         )
 
     def to(self, device: torch.device | str) -> LeaveOutEnsemble:
@@ -136,13 +140,16 @@ class LeaveOutEnsemble:
     @torch.no_grad()
     def predict_proba(self, x: Images, batch_size: int = 256) -> np.ndarray:
         """(N, num_classes) float64: member softmaxes (T = 1, unperturbed) zero-padded at their
-        left-out classes, summed and divided by K (rows sum to 1)."""
+        left-out classes, summed and divided by K (rows sum to 1). With `test_flip` each member's
+        softmax is the mean of those of the image and its mirror image."""
         out = []
         for batch in self.batches(x, batch_size):
             total = torch.zeros(len(batch), self.num_classes, dtype=torch.float64)
             for m, member in enumerate(self.members):
-                probs = F.softmax(member(batch).double(), dim=1).cpu()
-                total[:, list(self.kept_classes(m))] += probs
+                probs = F.softmax(member(batch).double(), dim=1)
+                if self.test_flip:
+                    probs = (probs + F.softmax(member(batch.flip(3)).double(), dim=1)) / 2
+                total[:, list(self.kept_classes(m))] += probs.cpu()
             out.append((total / self.k).numpy())
         if not out:
             raise ShapeError("no images to classify")

@@ -188,11 +188,13 @@ def evaluate(
     out: str | Path | None = None,
     max_images: int | None = None,
     protocol: Protocol | None = None,
+    amp: str = "none",
 ) -> dict[str, Any]:
     """Score the ID test reporting part and every OOD set's; write results.json/csv/md, the
     split indices (splits.json) and plots.
 
     params: settings that override the calibrated ones (e.g. {"temperature": 10.0}).
+    amp: "bf16" runs the networks in bfloat16 autocast (scores still float64; see the detectors).
     Reports go to `out`, else RUN_DIR/eval/<method>/ (a folder named after the overridden
     settings when params are given). max_images caps every reporting part (seeded subsample).
     Metrics in the returned dict are fractions with 95% bootstrap intervals; tables show percent.
@@ -212,6 +214,7 @@ def evaluate(
         protocol.max_images,
         batch_size=batch_size,
         progress=progress,
+        amp=amp,
     )
     folder = Path(out) if out else run.eval_dir(detector.cache_key() if params else method)
 
@@ -264,6 +267,7 @@ def compare(
     progress: bool = True,
     out: str | Path | None = None,
     protocol: Protocol | None = None,
+    amp: str = "none",
 ) -> dict[str, Any]:
     """Two detectors (run, method) on the same images: per OOD set, each one's AUROC and FPR95
     and the difference first - second with a paired bootstrap interval (both resampled with the
@@ -287,6 +291,7 @@ def compare(
             protocol.max_images,
             batch_size=batch_size,
             progress=progress,
+            amp=amp,
         )
         detectors.append((run, detector))
     labels = [f"{run.path.name}:{detector.name}" for run, detector in detectors]

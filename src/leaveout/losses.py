@@ -22,13 +22,16 @@ def margin_entropy_loss(
     ood_logits: torch.Tensor,
     beta: float,
     margin: float,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """CE(ID) + beta * relu(margin + mean H(ID) - mean H(left-out)), a scalar.
 
     id_logits (B, C) with id_labels (B,) in [0, C); ood_logits (B', C) of left-out images.
     The hinge acts on the difference of the two batch-mean entropies, not per sample.
-    Computed in float32 (or float64 when given) with no branching on tensor values (safe under autocast and compile).
+    With label_smoothing s the CE target is (1 - s) on the label plus s / C on every class (the
+    paper uses s = 0). Computed in float32 (or float64 when given) with no branching on tensor
+    values (safe under autocast and compile).
     """
-    ce = F.cross_entropy(_at_least_float32(id_logits), id_labels)
+    ce = F.cross_entropy(_at_least_float32(id_logits), id_labels, label_smoothing=label_smoothing)
     gap = margin + entropy(id_logits).mean() - entropy(ood_logits).mean()
     return ce + beta * F.relu(gap)

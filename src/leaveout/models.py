@@ -270,6 +270,72 @@ def resnet14_w32(num_classes: int, in_channels: int = 3) -> nn.Module:
     return CifarResNet(14, num_classes, in_channels, width=32)
 
 
+# --- airbench-style network (after KellerJordan/cifar10-airbench) ------------------------------------
+
+
+class _ConvGroup(nn.Sequential):
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__(
+            nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False),
+            nn.MaxPool2d(2),
+            nn.BatchNorm2d(out_ch),
+            nn.GELU(),
+            nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_ch),
+            nn.GELU(),
+        )
+
+
+class AirNet(_Classifier):
+    """A frozen 2x2 patch-whitening convolution, three conv-maxpool-BatchNorm-GELU groups, global
+    max pooling and a bias-free linear layer on the pooled features scaled by 1/9.
+
+    The whitening filters are set from the training images by `init_from_data` (training calls it
+    once, before the first step); they are saved with the weights like any other parameter.
+    """
+
+    def __init__(
+        self, num_classes: int, in_channels: int = 3, widths: tuple[int, int, int] = (64, 128, 128)
+    ) -> None:
+        super().__init__()
+        patch = in_channels * 4
+        self.whiten = nn.Conv2d(in_channels, 2 * patch, 2, bias=True)
+        self.whiten.weight.requires_grad_(False)
+        self.features = nn.Sequential(
+            nn.GELU(),
+            _ConvGroup(2 * patch, widths[0]),
+            _ConvGroup(widths[0], widths[1]),
+            _ConvGroup(widths[1], widths[2]),
+        )
+        self.classifier = nn.Linear(widths[2], num_classes, bias=False)
+
+    @torch.no_grad()
+    def init_from_data(self, x: torch.Tensor, eps: float = 5e-4) -> None:
+        """Whitening filters from normalised images x (B, C, H, W): the eigenvectors of the 2x2
+        patch covariance divided by the square roots of their eigenvalues, and their negatives."""
+        patches = F.unfold(x.float(), 2).transpose(1, 2).reshape(-1, self.whiten.in_channels * 4)
+        patches = patches.double() - patches.double().mean(0)
+        values, vectors = torch.linalg.eigh(patches.T @ patches / len(patches))
+        filters = (vectors / (values + eps).sqrt()).T.reshape(-1, self.whiten.in_channels, 2, 2)
+        self.whiten.weight.copy_(torch.cat([filters, -filters]).to(self.whiten.weight))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = F.adaptive_max_pool2d(self.features(self.whiten(x)), 1).flatten(1)
+        return pooled / 9  # airbench's scaled head, folded into the features (bias-free layer)
+
+
+@register_model("airnet")
+def airnet(num_classes: int, in_channels: int = 3) -> nn.Module:
+    """Airbench-style network, widths 64/128/128 (about 0.6M parameters)."""
+    return AirNet(num_classes, in_channels)
+
+
+@register_model("airnet_small")
+def airnet_small(num_classes: int, in_channels: int = 3) -> nn.Module:
+    """Airbench-style network, widths 32/64/64 (about 0.15M parameters)."""
+    return AirNet(num_classes, in_channels, (32, 64, 64))
+
+
 # --- toy networks -----------------------------------------------------------------------------------
 
 

@@ -101,14 +101,16 @@ def train_step(
     with autocast(x.device, t.amp):
         if x_out is None:
             id_logits = model(x)
-            loss = F.cross_entropy(id_logits.float(), y)
+            loss = F.cross_entropy(id_logits.float(), y, label_smoothing=t.label_smoothing)
         else:
             if t.joint_forward:
                 logits = model(torch.cat([x, x_out]))
                 id_logits, out_logits = logits[: len(x)], logits[len(x) :]
             else:
                 id_logits, out_logits = model(x), model(x_out)
-            loss = margin_entropy_loss(id_logits, y, out_logits, t.beta, t.margin)
+            loss = margin_entropy_loss(
+                id_logits, y, out_logits, t.beta, t.margin, t.label_smoothing
+            )
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()
@@ -125,6 +127,12 @@ def learning_rate(optim: OptimSettings, step: int, total_steps: int, steps_per_e
     progress = step / max(1, total_steps)
     if optim.schedule == "linear":
         return optim.lr + (optim.lr_floor - optim.lr) * progress
+    if optim.schedule == "triangular":
+        rise = progress / optim.warmup if progress < optim.warmup else None
+        if rise is not None:
+            return optim.lr_floor + (optim.lr - optim.lr_floor) * rise
+        fall = (progress - optim.warmup) / (1 - optim.warmup)
+        return optim.lr + (optim.lr_floor - optim.lr) * fall
     if optim.schedule == "cosine":
         return optim.lr_floor + 0.5 * (optim.lr - optim.lr_floor) * (
             1 + math.cos(math.pi * progress)
@@ -177,11 +185,28 @@ def validate(
 
 # --- a member's network, optimiser, batches and checkpoint ----------------------------------------------
 
+INIT_IMAGES = 5000
 
-def build_member_model(cfg: RunConfig, num_classes: int, member: int) -> nn.Module:
-    """The member's network, initialised from a seed derived from (train.seed, member)."""
+
+def build_member_model(
+    cfg: RunConfig,
+    num_classes: int,
+    member: int,
+    images: torch.Tensor | None = None,
+    norm: Normalization | None = None,
+) -> nn.Module:
+    """The member's network, initialised from a seed derived from (train.seed, member).
+
+    A network with an `init_from_data` method (e.g. the airnet's whitening) gets it called on up to
+    INIT_IMAGES of the member's uint8 training images, taken at an even stride.
+    """
     torch.manual_seed(derive_seed(cfg.train.seed, member, 7))
-    return create_model(cfg.model.name, num_classes, **cfg.model.kwargs())
+    model = create_model(cfg.model.name, num_classes, **cfg.model.kwargs())
+    init = getattr(model, "init_from_data", None)
+    if init is not None and images is not None:
+        step = max(1, len(images) // INIT_IMAGES)
+        init((norm or Normalization())(images[::step][:INIT_IMAGES].cpu()))
+    return model
 
 
 def make_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.SGD:
@@ -323,7 +348,9 @@ def train_member(job: MemberJob) -> dict[str, Any]:
     done = finished_state(job)
     if done is not None:
         return done
-    model = build_member_model(cfg, job.data.num_classes, member).to(job.device)
+    data = job.data
+    model = build_member_model(cfg, data.num_classes, member, data.train_images, job.norm)
+    model = model.to(job.device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(cfg, model)

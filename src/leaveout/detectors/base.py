@@ -27,6 +27,7 @@ from torch import nn
 
 from ..data.imageset import ImageSet
 from ..data.inputs import Images, input_length
+from ..devices import Autocast
 from ..ensemble import LeaveOutEnsemble
 from ..errors import ConfigError, NotFittedError, ShapeError
 from ..metrics import auroc, detection_error, fpr_at_tpr, threshold_at_tpr
@@ -35,6 +36,7 @@ from .perturb import Objective, stepped_logit_scores
 PAPER_TEMPERATURES = (1.0, 10.0, 100.0, 1000.0, 5000.0)
 PAPER_EPSILONS = (0.0, 0.000313, 0.000625, 0.00125, 0.002, 0.003)
 CRITERIA = ("fpr95", "auroc", "deterr")
+SCORING_AMP = ("none", "bf16")  # fp16 is left out: the input gradient at large T underflows it
 DEFAULT_CALIBRATION_IMAGES = 2000  # at most this many validation images per side and member
 VALIDATION_METRICS = ("FPR95", "DetErr", "AUROC")
 
@@ -61,6 +63,7 @@ class Detector:
         criterion: str = "fpr95",
         batch_size: int = 256,
         progress: bool = False,
+        amp: str = "none",
     ) -> None:
         self.ensemble = ensemble
         self.search_space = search_space
@@ -68,13 +71,14 @@ class Detector:
         self.criterion = criterion
         self.batch_size = batch_size
         self.progress = progress
+        self.amp = amp  # "bf16": the networks' passes in bfloat16 autocast, scores still float64
 
     # --- settings ---
 
     def get_params(self) -> dict[str, Any]:
         """Every setting given to `__init__` (hyperparameters, score settings, operations)."""
         keys = [*self.default_search_space, *self.settings]
-        keys += ["search_space", "tpr", "criterion", "batch_size", "progress"]
+        keys += ["search_space", "tpr", "criterion", "batch_size", "progress", "amp"]
         return {key: getattr(self, key) for key in keys}
 
     def set_params(self, **params: Any) -> Detector:
@@ -123,6 +127,8 @@ class Detector:
             raise ConfigError(f"tpr must lie in (0, 1], got {self.tpr}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.amp not in SCORING_AMP:
+            raise ConfigError(f"amp must be one of {', '.join(SCORING_AMP)}, got {self.amp!r}")
 
     # --- scores ---
 
@@ -175,13 +181,19 @@ class Detector:
         ) as bar:
             for batch in self.ensemble.batches(x, self.batch_size):
                 summed = torch.zeros(len(points), len(batch), dtype=torch.float64)
-                for m, member in enumerate(self.ensemble.members):
+                for m, member in enumerate(self.networks()):
                     summed += self.member_scores(m, member, batch, points).cpu()
                 out.append(summed.numpy())
                 bar.update(len(batch))
         if not out:
             raise ShapeError("no images to score")
         return np.concatenate(out, axis=1)
+
+    def networks(self) -> list[nn.Module]:
+        """The members as the scores run them: in `amp` autocast when it is set."""
+        if self.amp == "none":
+            return list(self.ensemble.members)
+        return [Autocast(m, self.amp, self.ensemble.device) for m in self.ensemble.members]
 
     def score_samples(self, x: Images) -> np.ndarray:
         """(N,) float64, higher = more in-distribution, at the fitted (else given) settings."""
@@ -356,7 +368,8 @@ class Detector:
 
     def cache_key(self) -> str:
         """A file-name-safe key of everything that determines the scores."""
-        return self.name + "".join(f"-{k}{_short(v)}" for k, v in self.scoring_params().items())
+        key = self.name + "".join(f"-{k}{_short(v)}" for k, v in self.scoring_params().items())
+        return key if self.amp == "none" else f"{key}-{self.amp}"
 
     def to(self, device: torch.device | str) -> Detector:
         self.ensemble.to(device)

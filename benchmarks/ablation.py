@@ -1,14 +1,16 @@
 """Which ingredient carries the gain? The cpu-cifar10 setting with one ingredient changed at a time.
 
 Variants (every one calibrated on its own members' left-out classes, never on a test OOD set):
-- the full method: trained with beta = 0.2, member score max-softmax minus entropy, input step;
+- the full method as the preset trains it, with the member score max-softmax minus entropy and
+  the input step;
 - no input step: the same ensemble, eps fixed at 0 (T still calibrated);
 - member score max-softmax only: the same ensemble, T and eps calibrated for that score;
-- beta = 0: an ensemble trained without the margin entropy loss (same K, network and budget);
-- K = 3 (with --k3): three members, each leaving out three or four classes.
-Training runs are reused when their directories exist with the same settings.
+- trained again with one setting changed (same network, epochs and data): beta = 0 (no margin
+  entropy loss); K = 3; the left-out batch as large as the ID batch; no label smoothing.
+Training runs are reused when their directories exist with the same settings (the full method's
+is `benchmarks/reproduce_cpu.py`'s).
 
-    python benchmarks/ablation.py --data-root ../shared/data [--runs runs] [--k3] [--out docs/ablation.md]
+    python benchmarks/ablation.py --data-root ../shared/data [--runs runs] [--out docs/ablation.md]
 """
 
 from __future__ import annotations
@@ -93,38 +95,56 @@ def variant_scores(
     return metrics, {"T": chosen["temperature"], "eps": chosen["epsilon"]}
 
 
+TRAINED = {  # run name: (label, settings over the preset)
+    "full": ("full method ({recipe})", []),
+    "beta0": ("trained with beta = 0 (no margin loss)", ["train.beta=0.0"]),
+    "k3": ("K = 3 members (each leaves out 3 or 4 classes)", ["train.k=3"]),
+    "ood-batch": ("left-out batch = ID batch ({id_batch})", ["train.ood_batch_size={id_batch}"]),
+    "no-smoothing": ("no label smoothing", ["train.label_smoothing=0.0"]),
+}
+
+
+def recipe(preset: str) -> str:
+    t = resolve(preset).train
+    return (
+        f"beta {t.beta:g}, K {t.k}, left-out batch {t.ood_batch_size} per {t.batch_size} ID, "
+        f"label smoothing {t.label_smoothing:g}, max-softmax - entropy, input step"
+    )
+
+
+def training_minutes(run_dir: Path) -> float:
+    run = RunDir(run_dir)
+    return sum(run.read_state(m)["seconds"] for m in range(run.read_info().members)) / 60
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-root", default="../shared/data")
     parser.add_argument("--runs", type=Path, default=Path("runs"))
     parser.add_argument("--out", type=Path, default=Path("docs/ablation.md"))
-    parser.add_argument("--k3", action="store_true", help="also train and score K = 3")
+    parser.add_argument("--preset", default="cpu-cifar10")
     args = parser.parse_args()
     started = time.time()
 
-    runs = {
-        "full": (args.runs / "cpu-cifar10", []),
-        "beta0": (args.runs / "ablation-beta0", ["train.beta=0.0"]),
-    }
-    if args.k3:
-        runs["k3"] = (args.runs / "ablation-k3", ["train.k=3"])
-    for run_dir, overrides in runs.values():
-        training.train(resolve("cpu-cifar10", overrides=overrides), run_dir, args.data_root, "cpu")
+    id_batch = resolve(args.preset).train.batch_size
+    runs = {}
+    for name, (label, overrides) in TRAINED.items():
+        overrides = [o.format(id_batch=id_batch) for o in overrides]
+        if name == "ood-batch" and resolve(args.preset).train.ood_batch_size == id_batch:
+            continue
+        run_dir = args.runs / (args.preset if name == "full" else f"ablation-{name}")
+        runs[name] = (label.format(recipe=recipe(args.preset), id_batch=id_batch), run_dir)
+        cfg = resolve(args.preset, overrides=overrides)
+        print(f"\n== train {runs[name][0]}", flush=True)
+        training.train(cfg, run_dir, args.data_root, "cpu")
 
-    full_dir = runs["full"][0]
+    full_label, full_dir = runs.pop("full")
     variants = [
-        (
-            "full method (beta 0.2, K 5, max-softmax - entropy, input step)",
-            full_dir,
-            PAPER_EPSILONS,
-            "msp-entropy",
-        ),
+        (full_label, full_dir, PAPER_EPSILONS, "msp-entropy"),
         ("no input step (eps = 0)", full_dir, (0.0,), "msp-entropy"),
         ("member score max-softmax only", full_dir, PAPER_EPSILONS, "msp"),
-        ("trained with beta = 0 (no margin loss)", runs["beta0"][0], PAPER_EPSILONS, "msp-entropy"),
+        *[(label, run_dir, PAPER_EPSILONS, "msp-entropy") for label, run_dir in runs.values()],
     ]
-    if args.k3:
-        variants.append(("K = 3 members", runs["k3"][0], PAPER_EPSILONS, "msp-entropy"))
 
     rows = []
     for label, run_dir, epsilons, kind in variants:
@@ -133,20 +153,26 @@ def main() -> None:
         row = {"variant": label, "T, eps": f"{chosen['T']:g}, {chosen['eps']:g}"}
         for name in OOD:
             row[name] = f"{100 * metrics[name]['FPR95']:.1f} / {100 * metrics[name]['AUROC']:.1f}"
-        row["mean AUROC"] = f"{100 * np.mean([m['AUROC'] for m in metrics.values()]):.1f}"
+        natural = [metrics[name]["AUROC"] for name in OOD if name.startswith("tiny")]
+        row["mean AUROC, TinyImageNet"] = f"{100 * np.mean(natural):.1f}"
+        row["training minutes"] = f"{training_minutes(run_dir):.1f}"
         rows.append(row)
     text = "\n".join(
         [
-            "# Ablation on the cpu-cifar10 setting",
+            f"# Ablation on the {args.preset} setting",
             "",
-            f"Produced by `python benchmarks/ablation.py --data-root {args.data_root}"
-            f"{' --k3' if args.k3 else ''}` in {(time.time() - started) / 60:.0f} minutes "
+            f"Produced by `python benchmarks/ablation.py --data-root {args.data_root}` in "
+            f"{(time.time() - started) / 60:.0f} minutes, reusing the runs of "
+            "`benchmarks/reproduce_cpu.py` "
             f"({time.strftime('%Y-%m-%d')}). Cells: FPR95 / AUROC in percent (ID positive) on "
             "the reporting parts of the seeded, class-stratified split (1000 tuning images per "
             "set); T and eps chosen per variant on its own left-out classes. Earlier versions held "
             "out the first 1000 test images, all airplanes in this class-sorted copy.",
             "",
-            markdown_table(rows, ["variant", "T, eps", *OOD, "mean AUROC"]),
+            markdown_table(
+                rows,
+                ["variant", "T, eps", *OOD, "mean AUROC, TinyImageNet", "training minutes"],
+            ),
             "",
         ]
     )

@@ -93,16 +93,23 @@ class Stages:
         return result
 
 
-def calibrate_all(ens_dir: Path, std_dir: Path, data_root: str, device: str = "cpu") -> None:
+def calibrate_all(
+    ens_dir: Path,
+    std_dir: Path,
+    data_root: str,
+    device: str = "cpu",
+    amp: str = "none",
+    max_images: int = 2000,
+) -> None:
     """`leaveout calibrate ens_dir`, then `leaveout calibrate ens_dir --method NAME --also
     std_dir` for every baseline; a calibration already saved for the current weights is kept."""
     ens_run, std_run = RunDir(ens_dir).require(), RunDir(std_dir).require()
     ensemble = LeaveOutEnsemble.load(ens_run, device)
     sets = run_sets(ens_run, data_root)
-    options = {"batch_size": 256, "progress": True}
+    options = {"batch_size": 256, "progress": True, "amp": amp}
     if ens_run.current_calibration("leaveout") is None:
         detector = load_detector(ens_run, "leaveout", ensemble=ensemble, sets=sets, **options)
-        calibrate(ens_run, detector, sets)
+        calibrate(ens_run, detector, sets, max_images=max_images)
         print(f"leaveout: {detector.hyperparameters()}", flush=True)
     for name in BASELINES:
         if std_run.current_calibration(name) is not None:
@@ -110,7 +117,7 @@ def calibrate_all(ens_dir: Path, std_dir: Path, data_root: str, device: str = "c
         # chosen on the ensemble's left-out classes (members one at a time), saved in ens_dir
         detector = load_detector(ens_run, name, ensemble=ensemble, sets=sets, **options)
         if ens_run.current_calibration(name) is None:
-            calibrate(ens_run, detector, sets)
+            calibrate(ens_run, detector, sets, max_images=max_images)
         transfer_calibration(detector, std_run, device, data_root)
         print(f"{name}: {detector.hyperparameters()}", flush=True)
 
@@ -198,6 +205,7 @@ def write_results(
     data_root: str = "../shared/data",
     preset: str = "cpu-cifar10",
     wall_minutes: float | None = None,
+    scoring: dict | None = None,
 ) -> None:
     """docs/results.md from evaluate()'s and compare()'s results (fractions; tables in percent).
 
@@ -205,6 +213,9 @@ def write_results(
     seed 0 with its bootstrap intervals, and the spread over seeds when there are several."""
     results, comparisons = per_seed[0]
     seeds = len(per_seed)
+    scoring = scoring or {"amp": "none", "calibration_images": 2000}
+    amp = "" if scoring["amp"] == "none" else f" --amp {scoring['amp']}"
+    cal_flag = f" --max-images {scoring['calibration_images']}"
     members, train_seconds = member_table(ens_dir)
     std_state = RunDir(std_dir).read_state(0)
     assert std_state is not None, f"{std_dir} has no trained member"
@@ -250,21 +261,30 @@ def write_results(
         "FPR95 over the paper's grid); each baseline's T / eps on the same left-out pairs, scored by "
         "the ensemble's members one at a time, then applied to the standard classifier: "
         + "; ".join(f"{n} {s}" for n, s in baseline_settings.items())
-        + ".",
+        + f". Calibration used at most {scoring['calibration_images']} validation images per side "
+        "and member. "
+        + (
+            "Every network pass of calibration and evaluation ran in bfloat16 autocast "
+            "(`--amp bf16`), for every method alike; the scores are computed in float64 from the "
+            "logits, and docs/benchmarks.md measures what bf16 changes against float32."
+            if scoring["amp"] == "bf16"
+            else "Every network pass ran in float32."
+        ),
         "",
         "The same, step by step with the command-line tool:",
         "",
         "```bash",
         f"leaveout train --preset {preset} --data-root {data_root} --out {ens_dir}",
         f"leaveout train --preset {preset} --mode standard --data-root {data_root} --out {std_dir}",
-        f"leaveout calibrate {ens_dir} --method leaveout --data-root {data_root}",
+        f"leaveout calibrate {ens_dir} --method leaveout --data-root {data_root}{cal_flag}{amp}",
         f"for m in {' '.join(BASELINES)}; do leaveout calibrate {ens_dir} --method $m "
-        f"--also {std_dir} --data-root {data_root}; done",
-        f"leaveout evaluate {ens_dir} --method leaveout --data-root {data_root} --ood {ood_list}",
+        f"--also {std_dir} --data-root {data_root}{cal_flag}{amp}; done",
+        f"leaveout evaluate {ens_dir} --method leaveout --data-root {data_root} "
+        f"--ood {ood_list}{amp}",
         f"for m in {' '.join(BASELINES)}; do leaveout evaluate {std_dir} "
-        f"--method $m --data-root {data_root} --ood {ood_list}; done",
+        f"--method $m --data-root {data_root} --ood {ood_list}{amp}; done",
         f"for m in {' '.join(BASELINES)}; do leaveout compare {ens_dir} {std_dir}:$m "
-        f"--data-root {data_root} --ood {ood_list}; done",
+        f"--data-root {data_root} --ood {ood_list}{amp}; done",
         "```",
         "",
         f"## ID accuracy (test reporting part, {n_id:,} images, every class)",
@@ -448,7 +468,7 @@ def run_dirs(runs: Path, seed: int) -> tuple[Path, Path]:
 
 
 def reproduce_seed(
-    seed: int, runs: Path, data_root: str, device: str, stages: Stages
+    seed: int, runs: Path, data_root: str, device: str, stages: Stages, scoring: dict
 ) -> tuple[dict[str, dict], dict[str, dict]]:
     """Train, calibrate, evaluate and compare everything for one seed: (results, comparisons)."""
     ens_dir, std_dir = run_dirs(runs, seed)
@@ -462,7 +482,16 @@ def reproduce_seed(
     stages.run(
         f"train the standard classifier{tag}", training.train, standard, std_dir, data_root, device
     )
-    stages.run(f"calibrate every method{tag}", calibrate_all, ens_dir, std_dir, data_root, device)
+    stages.run(
+        f"calibrate every method{tag}",
+        calibrate_all,
+        ens_dir,
+        std_dir,
+        data_root,
+        device,
+        scoring["amp"],
+        scoring["calibration_images"],
+    )
     oods = present_ood_sets(Path(data_root))
     results = {
         "leaveout": stages.run(
@@ -473,12 +502,20 @@ def reproduce_seed(
             data_root,
             method="leaveout",
             device=device,
+            amp=scoring["amp"],
         )
     }
     comparisons = {}
     for name in BASELINES:
         results[name] = stages.run(
-            f"evaluate {name}{tag}", evaluate, std_dir, oods, data_root, method=name, device=device
+            f"evaluate {name}{tag}",
+            evaluate,
+            std_dir,
+            oods,
+            data_root,
+            method=name,
+            device=device,
+            amp=scoring["amp"],
         )
         comparisons[name] = stages.run(
             f"compare the ensemble with {name}{tag}",
@@ -488,6 +525,7 @@ def reproduce_seed(
             oods,
             data_root,
             device=device,
+            amp=scoring["amp"],
         )
     return results, comparisons
 
@@ -499,16 +537,35 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/results.md"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seeds", type=int, default=1, help="train and evaluate this many seeds")
+    parser.add_argument(
+        "--amp",
+        default="bf16",
+        choices=("none", "bf16"),
+        help="precision of the networks' passes when scoring (scores are float64 either way)",
+    )
+    parser.add_argument(
+        "--calibration-images",
+        type=int,
+        default=1000,
+        help="left-out calibration images per side and member",
+    )
     args = parser.parse_args()
+    scoring = {"amp": args.amp, "calibration_images": args.calibration_images}
     command = f"python benchmarks/reproduce_cpu.py --data-root {args.data_root}"
     if args.seeds > 1:
         command += f" --seeds {args.seeds}"
+    for flag, value, default in (
+        ("--amp", args.amp, "bf16"),
+        ("--calibration-images", args.calibration_images, 1000),
+    ):
+        if value != default:
+            command += f" {flag} {value}"
     ens_dir, std_dir = run_dirs(args.runs, 0)
     from_empty = not ens_dir.exists() and not std_dir.exists()
     stages = Stages()
     started = time.time()
     per_seed = [
-        reproduce_seed(seed, args.runs, args.data_root, args.device, stages)
+        reproduce_seed(seed, args.runs, args.data_root, args.device, stages, scoring)
         for seed in range(args.seeds)
     ]
     # the wall time counts only from an empty runs folder; it is kept for later re-runs
@@ -522,7 +579,7 @@ def main() -> None:
         saved = files.read_json(wall_file)
         wall, stages.rows = saved["minutes"], saved["stages"]
     write_results(
-        args.out, per_seed, stages, ens_dir, std_dir, command, args.data_root, PRESET, wall
+        args.out, per_seed, stages, ens_dir, std_dir, command, args.data_root, PRESET, wall, scoring
     )
     print(f"\nwrote {args.out}")
 

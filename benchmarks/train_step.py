@@ -4,7 +4,7 @@ full: batches drawn from the in-memory uint8 tensors by the training stream (ind
       random crop + flip, normalisation), the leave-out loss, backward, SGD step, the loss read
       back (as the training loop does for its NaN guard).
 bare: the same train_step on pre-made normalised tensors of the same batch sizes.
-Blocks of each are interleaved and the median rate is reported; the target is full >= 85% of bare.
+Blocks of each are interleaved and the median rate is reported; the target is full >= 95% of bare.
 
     python benchmarks/train_step.py [--preset cpu-cifar10] [--set key=value ...] [--steps 20]
 """
@@ -60,7 +60,7 @@ def main() -> None:
     )
     norm = Normalization.named(cfg.data.normalization, parts["train"].images)
     data = tr.member_data(parts, partition, 0, device)
-    model = tr.build_member_model(cfg, data.num_classes, 0).to(device)
+    model = tr.build_member_model(cfg, data.num_classes, 0, data.train_images, norm).to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = tr.make_optimizer(cfg, model)

@@ -190,6 +190,18 @@ def photos(tmp_path):
     return tmp_path / "imgs", images
 
 
+def test_score_in_bf16_is_close_to_float32(calibrated, photos, tmp_path):
+    folder, _ = photos
+    scores = []
+    for amp in ("none", "bf16"):
+        out = tmp_path / f"{amp}.json"
+        args = ["score", str(calibrated), str(folder), "--out", str(out), "--quiet", "--amp", amp]
+        assert main(args) == 0
+        scores.append([r["score"] for r in json.loads(out.read_text())["images"]])
+    np.testing.assert_allclose(scores[1], scores[0], atol=0.2)
+    assert scores[1] != scores[0]
+
+
 def test_score_writes_csv_with_the_calibrated_threshold(calibrated, photos, tmp_path):
     folder, _ = photos
     out = tmp_path / "scores.csv"

@@ -69,6 +69,8 @@ def test_overrides_are_typed():
         ("train.channels_last=1", "true or false"),
         ("train.mode=both", "train.mode must be one of"),
         ("epochs", "section.key=value"),
+        ("train.label_smoothing=1.0", "train.label_smoothing must lie in"),
+        ("optim.warmup=0.0", "optim.warmup must lie in"),
     ],
 )
 def test_bad_settings_name_the_key(override, message):

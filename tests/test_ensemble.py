@@ -36,6 +36,17 @@ def test_predict_proba_zero_pads_each_member_at_its_left_out_classes(ensemble, i
     assert (ensemble.classify(x) == labels).mean() > 0.5
 
 
+def test_test_flip_averages_each_member_over_the_mirror_image(ensemble, images):
+    x, _ = images
+    mirrored = np.ascontiguousarray(x[:, :, ::-1])  # (N, H, W, 3): flip the width
+    expected = (ensemble.predict_proba(x) + ensemble.predict_proba(mirrored)) / 2
+    ensemble.test_flip = True
+    try:
+        np.testing.assert_allclose(ensemble.predict_proba(x), expected, rtol=1e-6, atol=1e-9)
+    finally:
+        ensemble.test_flip = False
+
+
 def test_every_class_gets_k_minus_1_votes(ensemble):
     votes = np.zeros(ensemble.num_classes, dtype=int)
     for m in range(ensemble.k):

@@ -70,3 +70,21 @@ def test_works_under_autocast_and_compiles_without_graph_breaks():
     assert loss.dtype == torch.float32
     compiled = torch.compile(margin_entropy_loss, backend="aot_eager", fullgraph=True)
     torch.testing.assert_close(compiled(a, y, b, 0.2, 0.4), margin_entropy_loss(a, y, b, 0.2, 0.4))
+
+
+def test_label_smoothing_against_float64_reference():
+    rng = np.random.default_rng(1)
+    id_logits, ood_logits = rng.normal(0, 3.0, (6, 5)), rng.normal(0, 0.5, (4, 5))
+    labels, s = rng.integers(0, 5, 6), 0.2
+    log_p = id_logits - id_logits.max(1, keepdims=True)
+    log_p = log_p - np.log(np.exp(log_p).sum(1, keepdims=True))
+    target = np.full((6, 5), s / 5)
+    target[np.arange(6), labels] += 1 - s
+    smoothed_ce = -(target * log_p).sum(1).mean()
+    hinge = reference_loss(id_logits, labels, ood_logits, 0.2, 0.4) - reference_loss(
+        id_logits, labels, ood_logits, 0.0, 0.4
+    )
+    got = margin_entropy_loss(
+        torch.tensor(id_logits), torch.tensor(labels), torch.tensor(ood_logits), 0.2, 0.4, s
+    )
+    np.testing.assert_allclose(got.item(), smoothed_ce + hinge, rtol=1e-12)

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -118,3 +119,47 @@ def test_settings_a_network_does_not_take_are_refused_by_name():
     check_model("wrn_28_10", dropout=0.3)
     with pytest.raises(ConfigError, match="'resnet8' has no setting 'dropout'"):
         create_model("resnet8", 10, dropout=0.3)
+
+
+def airnet_parameters(classes: int, widths=(64, 128, 128), in_channels: int = 3) -> int:
+    """The whitening layer (2 * 4C filters of 2x2xC, with biases), two 3x3 convolutions and two
+    BatchNorms per group, and a bias-free linear layer."""
+    whiten = 2 * 4 * in_channels
+    total, cin = whiten * in_channels * 4 + whiten, whiten
+    for w in widths:
+        total += cin * w * 9 + w * w * 9 + 2 * 2 * w
+        cin = w
+    return total + cin * classes
+
+
+def test_airnet_parameter_counts():
+    assert count_parameters(create_model("airnet", 10)) == airnet_parameters(10)
+    assert count_parameters(create_model("airnet_small", 8)) == airnet_parameters(8, (32, 64, 64))
+
+
+def test_airnet_whitening_makes_patches_uncorrelated_with_unit_variance():
+    torch.manual_seed(0)
+    mix = torch.tensor([[1.0, 0.5, 0.2], [0.0, 2.0, 0.3], [0.0, 0.0, 0.7]])
+    x = torch.einsum("bchw,cd->bdhw", torch.randn(64, 3, 16, 16), mix)  # correlated channels
+    x = x + 0.8 * torch.roll(x, 1, dims=3)  # and correlated neighbours
+    model = create_model("airnet", 5)
+    model.init_from_data(x)
+    weight = model.whiten.weight.double()
+    assert torch.equal(weight[:12], -weight[12:])  # the filters and their negatives
+    # independent check in numpy: every 2x2 patch, filtered, has identity covariance
+    xs = x.double().numpy()
+    patches = np.stack(
+        [xs[:, :, i : i + 15, j : j + 15] for i in (0, 1) for j in (0, 1)], axis=2
+    )  # (B, C, 4, 15, 15) with the 2x2 offsets in (row, column) order
+    flat = patches.transpose(0, 3, 4, 1, 2).reshape(-1, 12)  # C-major, like conv weights
+    filtered = flat @ weight[:12].reshape(12, 12).numpy().T
+    np.testing.assert_allclose(np.cov(filtered.T), np.eye(12), atol=2e-3)
+    assert not model.whiten.weight.requires_grad
+
+
+def test_airnet_takes_other_sizes_and_exposes_features():
+    model = create_model("airnet_small", 4).eval()
+    x = torch.randn(2, 3, 64, 64)
+    assert model(x).shape == (2, 4)
+    assert model.forward_features(x).shape == (2, 64)
+    torch.testing.assert_close(model.classifier(model.forward_features(x)), model(x))

@@ -63,6 +63,19 @@ def test_members_start_from_different_initialisations():
     assert not torch.equal(a[key], b[key]) and torch.equal(a[key], again[key])
 
 
+def test_airnet_whitening_is_set_from_the_member_images_and_stays_frozen(tmp_path):
+    cfg = digits_config('model.name="airnet_small"', "train.epochs=1", "train.k=2")
+    tr.train(cfg, tmp_path / "run", device="cpu", member=0, progress=False)
+    parts = load_run_sets(cfg.data, cfg.train.seed)
+    partition = LeaveOutPartition.load(tmp_path / "run" / "partition.json")
+    data = tr.member_data(parts, partition, 0, torch.device("cpu"))
+    norm = Normalization.named(cfg.data.normalization, parts["train"].images)
+    fresh = tr.build_member_model(cfg, data.num_classes, 0, data.train_images, norm)
+    saved = RunDir(tmp_path / "run").read_weights(0, "last")["whiten.weight"]
+    assert torch.equal(saved, fresh.whiten.weight)  # from the data, and not moved by training
+    assert not torch.equal(saved, tr.build_member_model(cfg, data.num_classes, 0).whiten.weight)
+
+
 def test_member_option_and_force_with_more_epochs(tmp_path):
     run_dir = tmp_path / "run"
     one = digits_config("train.epochs=1", "train.k=2")
@@ -143,6 +156,13 @@ def test_learning_rate_schedules():
     o.schedule, o.milestones = "step", [5, 8]
     lrs = [tr.learning_rate(o, s, 100, 10) for s in (0, 49, 50, 79, 80)]
     assert lrs == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001])
+
+
+def test_triangular_schedule_rises_to_the_peak_then_falls_to_the_floor():
+    o = OptimSettings(lr=0.2, lr_floor=0.01, schedule="triangular", warmup=0.25)
+    lrs = [tr.learning_rate(o, s, 100, 10) for s in (0, 10, 25, 50, 100)]
+    # 0.01 + 0.19 * 10/25; the peak at 25%; halfway down at 62.5% of the steps
+    assert lrs == pytest.approx([0.01, 0.086, 0.2, 0.2 - 0.19 / 3, 0.01])
 
 
 def _weights(run_dir: Path, member: int) -> dict[str, torch.Tensor]:

@@ -269,6 +269,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             "run": str(run.path),
             "method": detector.name,
             "settings": detector.scoring_params(),
+            "amp": detector.amp,
             "threshold": threshold,
             "threshold_rule": how,
             "skipped": found.skipped,

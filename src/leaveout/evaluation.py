@@ -216,7 +216,8 @@ def evaluate(
         progress=progress,
         amp=amp,
     )
-    folder = Path(out) if out else run.eval_dir(detector.cache_key() if params else method)
+    own_folder = params or amp != "none"  # the calibrated float32 results keep their folder
+    folder = Path(out) if out else run.eval_dir(detector.cache_key() if own_folder else method)
 
     id_report = evaluation.parts(ID_SET)["report"]
     say(progress, f"scoring {len(id_report)} ID test images (reporting part)")

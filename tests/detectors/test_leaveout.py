@@ -132,3 +132,21 @@ def test_the_odin_gradient_and_the_msp_member_score_are_settings(ensemble, image
         leaveout(ensemble, 1.0, 0.002, gradient="sideways").score_samples(images)
     with pytest.raises(ConfigError, match="temperature must be > 0"):
         leaveout(ensemble, 0.0, 0.002).score_samples(images)
+
+
+def test_bf16_scores_follow_the_float32_ones(ensemble, images):
+    """amp="bf16" runs the networks in bfloat16 (about 3 significant digits), the scores stay
+    float64: close to float32's, not equal to them."""
+    exact = leaveout(ensemble, 1.0, 0.002).score_samples(images)
+    fast_detector = leaveout(ensemble, 1.0, 0.002, amp="bf16")
+    fast = fast_detector.score_samples(images)
+    assert fast.dtype == np.float64 and not np.array_equal(fast, exact)
+    np.testing.assert_allclose(fast, exact, atol=0.05 * ensemble.k)
+    assert np.corrcoef(fast, exact)[0, 1] > 0.99
+    assert fast_detector.cache_key() == leaveout(ensemble, 1.0, 0.002).cache_key() + "-bf16"
+    assert all(p.dtype == torch.float32 for p in ensemble.members[0].parameters())
+
+
+def test_unknown_amp_is_refused(ensemble, images):
+    with pytest.raises(ConfigError, match="amp must be one of none, bf16"):
+        leaveout(ensemble, 1.0, 0.0, amp="fp16").score_samples(images)

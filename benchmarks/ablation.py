@@ -64,6 +64,8 @@ def variant_scores(
     score_kind: str,
     oods: Sequence[str] = OOD,
     device: str = "cpu",
+    amp: str = "bf16",
+    calibration_images: int = 1000,
 ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
     """Calibrate (T, eps) on left-out classes for this variant, then metrics (fractions) per
     OOD set."""
@@ -76,13 +78,14 @@ def variant_scores(
         search_space={"temperature": PAPER_TEMPERATURES, "epsilon": epsilons},
         member_score=score_kind,
         progress=True,
+        amp=amp,
     )
     default = score_kind == "msp-entropy" and tuple(epsilons) == PAPER_EPSILONS
     record = saved_calibration_fits(run, detector) if default else None
     if record is not None:  # the run's own calibration: the same search
         detector.apply_calibration(record)
     else:
-        detector.fit_left_out(sets["val"])
+        detector.fit_left_out(sets["val"], max_images=calibration_images)
     chosen = detector.hyperparameters()
     # scores are cached per weights, settings and images: the default variant shares
     # `leaveout evaluate`'s cache entries, so its scores are reused
@@ -99,7 +102,10 @@ TRAINED = {  # run name: (label, settings over the preset)
     "full": ("full method ({recipe})", []),
     "beta0": ("trained with beta = 0 (no margin loss)", ["train.beta=0.0"]),
     "k3": ("K = 3 members (each leaves out 3 or 4 classes)", ["train.k=3"]),
-    "ood-batch": ("left-out batch = ID batch ({id_batch})", ["train.ood_batch_size={id_batch}"]),
+    "ood-batch": (
+        "left-out batch {twice} per {id_batch} ID (twice the preset's)",
+        ["train.ood_batch_size={twice}"],
+    ),
     "no-smoothing": ("no label smoothing", ["train.label_smoothing=0.0"]),
 }
 
@@ -123,17 +129,32 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs"))
     parser.add_argument("--out", type=Path, default=Path("docs/ablation.md"))
     parser.add_argument("--preset", default="cpu-cifar10")
+    parser.add_argument(
+        "--only",
+        default=",".join(name for name in TRAINED if name != "full"),
+        help="the retrained variants to include, comma-separated (default: all)",
+    )
+    parser.add_argument("--amp", default="bf16", choices=("none", "bf16"))
+    parser.add_argument("--calibration-images", type=int, default=1000)
     args = parser.parse_args()
+    included = {"full", *args.only.split(",")}
+    unknown = included - set(TRAINED)
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}; known: {', '.join(TRAINED)}")
     started = time.time()
+    command = f"python benchmarks/ablation.py --data-root {args.data_root}"
+    if args.only != parser.get_default("only"):
+        command += f" --only {args.only}"
 
-    id_batch = resolve(args.preset).train.batch_size
+    train = resolve(args.preset).train
+    names = {"id_batch": train.batch_size, "twice": 2 * train.ood_batch_size}
     runs = {}
     for name, (label, overrides) in TRAINED.items():
-        overrides = [o.format(id_batch=id_batch) for o in overrides]
-        if name == "ood-batch" and resolve(args.preset).train.ood_batch_size == id_batch:
+        if name not in included:
             continue
+        overrides = [o.format(**names) for o in overrides]
         run_dir = args.runs / (args.preset if name == "full" else f"ablation-{name}")
-        runs[name] = (label.format(recipe=recipe(args.preset), id_batch=id_batch), run_dir)
+        runs[name] = (label.format(recipe=recipe(args.preset), **names), run_dir)
         cfg = resolve(args.preset, overrides=overrides)
         print(f"\n== train {runs[name][0]}", flush=True)
         training.train(cfg, run_dir, args.data_root, "cpu")
@@ -149,7 +170,14 @@ def main() -> None:
     rows = []
     for label, run_dir, epsilons, kind in variants:
         print(f"\n== {label}", flush=True)
-        metrics, chosen = variant_scores(run_dir, args.data_root, epsilons, kind)
+        metrics, chosen = variant_scores(
+            run_dir,
+            args.data_root,
+            epsilons,
+            kind,
+            amp=args.amp,
+            calibration_images=args.calibration_images,
+        )
         row = {"variant": label, "T, eps": f"{chosen['T']:g}, {chosen['eps']:g}"}
         for name in OOD:
             row[name] = f"{100 * metrics[name]['FPR95']:.1f} / {100 * metrics[name]['AUROC']:.1f}"
@@ -161,13 +189,15 @@ def main() -> None:
         [
             f"# Ablation on the {args.preset} setting",
             "",
-            f"Produced by `python benchmarks/ablation.py --data-root {args.data_root}` in "
-            f"{(time.time() - started) / 60:.0f} minutes, reusing the runs of "
+            f"Produced by `{command}` in "
+            f"{(time.time() - started) / 60:.0f} minutes, reusing the run of "
             "`benchmarks/reproduce_cpu.py` "
             f"({time.strftime('%Y-%m-%d')}). Cells: FPR95 / AUROC in percent (ID positive) on "
             "the reporting parts of the seeded, class-stratified split (1000 tuning images per "
-            "set); T and eps chosen per variant on its own left-out classes. Earlier versions held "
-            "out the first 1000 test images, all airplanes in this class-sorted copy.",
+            "set); T and eps chosen per variant on its own left-out classes (at most "
+            f"{args.calibration_images} images per side and member), networks in "
+            f"{'bfloat16 autocast' if args.amp == 'bf16' else 'float32'}, scores in float64. "
+            "Training minutes: all members on this 2-core machine.",
             "",
             markdown_table(
                 rows,

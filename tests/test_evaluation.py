@@ -120,6 +120,11 @@ def test_run_directory_of_another_architecture_is_named(evaluated, tmp_path):
         ("odin", {"temperature": 1000.0, "epsilon": 0.0014}),
         ("energy", {"temperature": 1.0}),
         ("mahalanobis", {"epsilon": 0.002}),
+        ("knn", {"k": 20}),
+        ("vim", {"principal_fraction": 0.5}),
+        ("react", {"percentile": 90}),
+        ("ash", {"percentile": 65, "variant": "s"}),  # at 85+ AUROC < 0.5 on this 64-d net
+        ("gen", {"gamma": 0.1, "top_classes": 100}),
     ],
 )
 def test_every_baseline_evaluates_the_ensemble_members(evaluated, method, params):

@@ -7,12 +7,13 @@ from leaveout import ConfigError, Detector, create_detector, list_detectors, reg
 def test_every_detector_is_registered_and_the_paper_comes_first():
     names = list_detectors()
     assert names[0] == "leaveout"
-    assert set(names) >= {"leaveout", "msp", "odin", "energy", "mahalanobis"}
+    assert set(names) >= {"leaveout", "msp", "odin", "energy", "mahalanobis", "knn", "vim"}
+    assert set(names) >= {"react", "ash", "gen"}
 
 
 def test_unknown_detector_lists_the_known_ones(ensemble):
     with pytest.raises(ConfigError, match="known: leaveout"):
-        create_detector("knn", ensemble)
+        create_detector("no-such-detector", ensemble)
 
 
 def test_a_detector_without_an_input_step_refuses_epsilon(ensemble, sets):
@@ -83,3 +84,15 @@ def test_the_architecture_pages_detector_example_is_one_working_file(ensemble, s
         assert "maxlogit" in list_detectors()
     finally:
         registry.DETECTORS.pop("maxlogit", None)
+
+
+@pytest.mark.parametrize("name", ["knn", "vim", "react", "ash", "gen"])
+def test_the_feature_and_softmax_detectors_calibrate_on_left_out_classes(ensemble, sets, name):
+    detector = create_detector(name, ensemble)
+    detector.fit_left_out(sets["val"], train=sets["train"], max_images=60)
+    assert len(detector.grid_) == len(detector.grid_points())
+    assert all(np.isfinite(row["AUROC"]) for row in detector.grid_)
+    chosen = detector.hyperparameters()
+    assert all(chosen[key] in values for key, values in detector.searched().items())
+    labels = detector.predict(sets["test"].images[:10])
+    assert set(np.unique(labels)) <= {-1, 1}

@@ -1,9 +1,10 @@
 """OOD detectors over a trained ensemble, one file each, with scikit-learn's outlier API.
 
-`base` (the Detector class and the one grid search), `perturb` (the input step), `registry`
-(register_detector, create_detector, list_detectors), `runs` (loading and calibrating a run's
-detector), and one module per detector: `leaveout` (the paper's score), `msp`, `odin`,
-`energy`, `mahalanobis`.
+`base` (the Detector class and the one grid search), `perturb` (the input step), `features`
+(what the detectors on penultimate features share), `registry` (register_detector,
+create_detector, list_detectors), `runs` (loading and calibrating a run's detector), and one
+module per detector: `leaveout` (the paper's score), `msp`, `odin`, `energy`, `mahalanobis`,
+`knn`, `vim`, `react`, `ash`, `gen`.
 """
 
 from .base import CRITERIA, PAPER_EPSILONS, PAPER_TEMPERATURES, Detector

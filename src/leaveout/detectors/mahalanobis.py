@@ -8,7 +8,7 @@ units) against the gradient of that minimum distance.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -18,8 +18,9 @@ from torch import nn
 from ..data.imageset import ImageSet
 from ..data.inputs import Images
 from ..ensemble import LeaveOutEnsemble
-from ..errors import ConfigError, ShapeError
+from ..errors import ShapeError
 from .base import PAPER_EPSILONS, Detector, Point, SearchSpace
+from .features import member_label_map, member_training_features
 from .perturb import step_directions
 from .registry import register_detector
 
@@ -108,13 +109,10 @@ class Mahalanobis(Detector):
         accumulators = [
             GaussianAccumulator(len(ensemble.kept_classes(m))) for m in range(ensemble.k)
         ]
-        for x, y in labelled_batches(ensemble, train, self.batch_size):
-            for m, member in enumerate(ensemble.members):
-                member_labels = member_label_map(ensemble, m)[y]
-                keep = member_labels >= 0
-                accumulators[m].add(
-                    member.forward_features(x[keep.to(x.device)]), member_labels[keep]
-                )
+        for m, features, member_labels in member_training_features(
+            ensemble, train, self.batch_size
+        ):
+            accumulators[m].add(features, member_labels)
         self.fits_ = [acc.fit(ensemble.device) for acc in accumulators]
         return self
 
@@ -198,30 +196,3 @@ class Mahalanobis(Detector):
     ) -> torch.Tensor:
         assert self.fits_ is not None
         return -self.fits_[member_index].distances(features).amin(1)
-
-
-def member_label_map(ensemble: LeaveOutEnsemble, member: int) -> torch.Tensor:
-    """Dataset label -> the member's label, -1 for its left-out classes: (num_classes,)."""
-    table = torch.full((ensemble.num_classes,), -1, dtype=torch.int64)
-    kept = list(ensemble.kept_classes(member))
-    table[kept] = torch.arange(len(kept))
-    return table
-
-
-def labelled_batches(
-    ensemble: LeaveOutEnsemble, train: ImageSet | Iterable[Any], batch_size: int
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(normalised x, dataset labels y on the CPU) batches of an ImageSet or of (x, y) pairs."""
-    if isinstance(train, ImageSet):
-        if train.labels is None:
-            raise ConfigError("Mahalanobis needs a labelled training set")
-        labels = torch.from_numpy(train.labels)
-        starts = range(0, len(train), batch_size)
-        for start, x in zip(starts, ensemble.batches(train.images, batch_size)):
-            yield x, labels[start : start + len(x)]
-        return
-    for item in train:
-        if not isinstance(item, (tuple, list)) or len(item) < 2:
-            raise ShapeError("training batches must be (x, y) pairs with class labels")
-        (x,) = ensemble.batches(item[0], batch_size=len(item[0]))
-        yield x, torch.as_tensor(item[1]).cpu().long()

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from leaveout.cli import build_parser, main
+from leaveout.detectors import list_detectors
 
 from .helpers import write_image_files
 
@@ -123,6 +124,27 @@ def calibrated(digits_run, tmp_path_factory):
     shutil.copytree(run_dir, copy)
     assert main(["calibrate", str(copy), "--quiet", "--max-images", "150", "--device", "auto"]) == 0
     return copy
+
+
+def test_select_auto_prints_every_candidate_and_evaluate_uses_the_choice(
+    digits_run, tmp_path, capsys
+):
+    import shutil
+
+    _, run_dir, _ = digits_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    assert main(["calibrate", str(copy), "--select", "auto", "--quiet", "--max-images", "100"]) == 0
+    out = capsys.readouterr().out
+    chosen = json.loads((copy / "calibration" / "auto.json").read_text())["chosen"]
+    names = set(list_detectors())
+    rows = [words for words in map(str.split, out.splitlines()) if names & set(words[:2])]
+    assert len(rows) >= 10 and [["*", chosen]] == [w[:2] for w in rows if w[0] == "*"]
+    assert f"chosen by fpr95 on the left-out classes: {chosen}" in out
+    args = ["evaluate", str(copy), "--method", "auto", "--ood", "unseen", "--quiet"]
+    assert main([*args, "--max-images", "100", "--resamples", "50"]) == 0
+    result = json.loads((copy / "eval" / chosen / "results.json").read_text())
+    assert result["method"] == chosen
 
 
 def test_calibrate_prints_the_grid_with_enough_digits(calibrated, capsys):

@@ -113,6 +113,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             "--ood NAME, or calibrate a leave-out run with --also pointing here"
         )
     sets = run_sets(run, args.data_root)
+    if args.select:
+        return select_and_report(args, run, ensemble, sets)
     protocol = Protocol(split=args.split, max_images=args.max_images)
     detector = create_detector(args.method, ensemble, **scoring_options(args), **gradient(args))
     detector.tpr, detector.criterion = args.tpr, args.criterion
@@ -146,6 +148,59 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         print(
             f"also: {transfer_calibration(detector, RunDir(other).require(), args.device, args.data_root)}"
         )
+    return 0
+
+
+def select_and_report(args: argparse.Namespace, run: Any, ensemble: Any, sets: Any) -> int:
+    """`calibrate --select auto`: every detector on the left-out classes, the table, the choice."""
+    from .detectors import AUTO, load_detector, select_detector, transfer_calibration
+    from .reports import format_number, text_table
+    from .rundir import RunDir
+
+    if args.ood:
+        raise ConfigError("--select auto chooses on the left-out classes; it does not take --ood")
+    note(args, f"calibrating every detector on the left-out classes of {ensemble.k} members")
+    record = select_detector(
+        run,
+        ensemble,
+        sets,
+        criterion=args.criterion,
+        max_images=args.max_images,
+        **scoring_options(args),
+    )
+    rows = []
+    for row in record["candidates"]:
+        chosen = "*" if row["detector"] == record["chosen"] else ""
+        if "error" in row:
+            rows.append({"": chosen, "detector": row["detector"], "settings": row["error"]})
+            continue
+        settings = ", ".join(f"{k} = {format_number(v)}" for k, v in row["settings"].items())
+        rows.append(
+            {"": chosen, "detector": row["detector"], "settings": settings or "-"}
+            | {m: f"{100 * row[m]:.2f}" for m in ("FPR95", "DetErr", "AUROC")}
+        )
+    print(text_table(rows, ["", "detector", "settings", "FPR95", "DetErr", "AUROC"]))
+    print(
+        f"\nchosen by {args.criterion} on the left-out classes: {record['chosen']}; saved to "
+        f"{run.calibration_path('auto')} (`--method auto` uses it)"
+    )
+    if args.also:
+        detector = load_detector(
+            run,
+            record["chosen"],
+            args.device,
+            sets=sets,
+            ensemble=ensemble,
+            **scoring_options(args),
+        )
+        for other in args.also:
+            target = RunDir(other).require()
+            print(f"also: {transfer_calibration(detector, target, args.device, args.data_root)}")
+            chosen_there = record | {
+                "weights": target.weights_id(),
+                "validation": f"chosen on the left-out classes of {run.path}",
+            }
+            print(f"also: {target.write_calibration(AUTO, chosen_there)}")
     return 0
 
 
@@ -200,9 +255,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def run_and_method(text: str) -> tuple[str, str]:
     """RUN_DIR[:METHOD] -> (run dir, method); the method defaults to leaveout."""
     run, _, method = text.rpartition(":") if ":" in Path(text).name else (text, "", "leaveout")
-    if method not in list_detectors():
+    if method not in [*list_detectors(), "auto"]:
         raise ConfigError(
-            f"{text}: unknown detector {method!r}; known: {', '.join(list_detectors())}"
+            f"{text}: unknown detector {method!r}; known: {', '.join(list_detectors())}, auto"
         )
     return run, method
 
@@ -218,12 +273,13 @@ def protocol(args: argparse.Namespace) -> Any:
 def cmd_score(args: argparse.Namespace) -> int:
     from . import files
     from .data.images import read_named_images
-    from .detectors import load_detector, run_sets
+    from .detectors import chosen_method, load_detector, run_sets
     from .reports import csv_table, format_number
     from .rundir import RunDir
 
     run = RunDir(args.run_dir).require()
     sets = None
+    args.method = chosen_method(run, args.method)
     detector = load_detector(
         run,
         args.method,
@@ -359,12 +415,13 @@ def add_data_root(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_method(p: argparse.ArgumentParser, what: str) -> None:
+def add_method(p: argparse.ArgumentParser, what: str, auto: bool = True) -> None:
     p.add_argument(
         "--method",
         default="leaveout",
-        choices=list_detectors(),
-        help=f"the detector to {what} (`leaveout detectors` lists them)",
+        choices=[*list_detectors(), *(["auto"] if auto else [])],
+        help=f"the detector to {what} (`leaveout detectors` lists them)"
+        + ("; auto: the one `leaveout calibrate --select auto` chose" if auto else ""),
     )
 
 
@@ -514,9 +571,16 @@ def build_parser() -> argparse.ArgumentParser:
         "leaveout calibrate runs/c10 --data-root ../shared/data          # left-out classes",
         "leaveout calibrate runs/c10 --method odin --also runs/c10-standard",
         "leaveout calibrate runs/c10 --ood isun --criterion auroc --tpr 0.9",
+        "leaveout calibrate runs/c10 --select auto   # every detector; keeps the best",
     )
     p.add_argument("run_dir", type=Path, help="the run directory")
-    add_method(p, "calibrate")
+    add_method(p, "calibrate", auto=False)
+    p.add_argument(
+        "--select",
+        choices=["auto"],
+        help="auto: calibrate every detector on the left-out classes and keep the best by "
+        "--criterion (no OOD data; `--method auto` then uses it)",
+    )
     p.add_argument(
         "--ood",
         help="validate on this OOD set's tuning part against the ID test tuning part "

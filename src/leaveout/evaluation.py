@@ -27,7 +27,14 @@ from . import files
 from .data.imageset import ImageSet
 from .data.sets import load_dataset
 from .data.splits import Split, report_split
-from .detectors import Detector, calibrate, list_detectors, load_detector, run_sets
+from .detectors import (
+    Detector,
+    calibrate,
+    chosen_method,
+    list_detectors,
+    load_detector,
+    run_sets,
+)
 from .detectors.base import DEFAULT_CALIBRATION_IMAGES, subsample
 from .ensemble import LeaveOutEnsemble
 from .errors import ConfigError, LeaveoutWarning, ShapeError
@@ -201,6 +208,7 @@ def evaluate(
     """
     started = time.time()
     run = RunDir(run_dir).require()
+    method = chosen_method(run, method)
     protocol = protocol or Protocol(max_images=max_images)
     ensemble = LeaveOutEnsemble.load(run, device)
     evaluation = EvaluationSets(run, data_root, protocol)
@@ -280,7 +288,8 @@ def compare(
     if other_test.fingerprint() != evaluation.sets["test"].fingerprint():
         raise ConfigError(f"{runs[0].path} and {runs[1].path} have different ID test images")
     detectors = []
-    for run, (_, method) in zip(runs, (first, second)):
+    for run, (_, asked) in zip(runs, (first, second)):
+        method = chosen_method(run, asked)
         sets = evaluation.sets if run is runs[0] else run_sets(run, data_root)
         ensemble = LeaveOutEnsemble.load(run, device)
         detector, _ = prepare_detector(

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .base import Detector
 
 DETECTORS: dict[str, type[Detector]] = {}
-_INFRASTRUCTURE = {"base", "features", "perturb", "registry", "runs"}
+_INFRASTRUCTURE = {"base", "features", "perturb", "registry", "runs", "selection"}
 
 
 def register_detector(cls: type[Detector]) -> type[Detector]:

@@ -179,9 +179,10 @@ class Detector:
         with tqdm(
             total=total, unit="img", desc=self.name, disable=not self.progress, leave=False
         ) as bar:
+            networks = self.networks()
             for batch in self.ensemble.batches(x, self.batch_size):
                 summed = torch.zeros(len(points), len(batch), dtype=torch.float64)
-                for m, member in enumerate(self.networks()):
+                for m, member in enumerate(networks):
                     summed += self.member_scores(m, member, batch, points).cpu()
                 out.append(summed.numpy())
                 bar.update(len(batch))

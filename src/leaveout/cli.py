@@ -153,7 +153,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def select_and_report(args: argparse.Namespace, run: Any, ensemble: Any, sets: Any) -> int:
     """`calibrate --select auto`: every detector on the left-out classes, the table, the choice."""
-    from .detectors import AUTO, load_detector, select_detector, transfer_calibration
+    from .detectors import carry_selection, select_detector
     from .reports import format_number, text_table
     from .rundir import RunDir
 
@@ -184,23 +184,12 @@ def select_and_report(args: argparse.Namespace, run: Any, ensemble: Any, sets: A
         f"\nchosen by {args.criterion} on the left-out classes: {record['chosen']}; saved to "
         f"{run.calibration_path('auto')} (`--method auto` uses it)"
     )
-    if args.also:
-        detector = load_detector(
-            run,
-            record["chosen"],
-            args.device,
-            sets=sets,
-            ensemble=ensemble,
-            **scoring_options(args),
-        )
-        for other in args.also:
-            target = RunDir(other).require()
-            print(f"also: {transfer_calibration(detector, target, args.device, args.data_root)}")
-            chosen_there = record | {
-                "weights": target.weights_id(),
-                "validation": f"chosen on the left-out classes of {run.path}",
-            }
-            print(f"also: {target.write_calibration(AUTO, chosen_there)}")
+    for other in args.also:
+        target = RunDir(other).require()
+        for path in carry_selection(
+            run, target, args.device, args.data_root, **scoring_options(args)
+        ):
+            print(f"also: {path}")
     return 0
 
 

@@ -3,7 +3,13 @@ import shutil
 import pytest
 
 from leaveout import ConfigError
-from leaveout.detectors import AUTO, chosen_method, list_detectors, select_detector
+from leaveout.detectors import (
+    AUTO,
+    carry_selection,
+    chosen_method,
+    list_detectors,
+    select_detector,
+)
 from leaveout.rundir import RunDir
 
 
@@ -48,3 +54,21 @@ def test_auto_resolves_to_the_choice_for_these_weights_only(selected, tmp_path):
 def test_a_standard_run_has_nothing_to_select_on(ensemble, sets, tmp_path):
     with pytest.raises(ConfigError, match="standard run"):
         select_detector(RunDir(tmp_path), ensemble.single(0), sets)
+
+
+def test_the_choice_and_its_settings_carry_to_another_run(selected, tmp_path):
+    run, record = selected
+    target = RunDir(tmp_path / "target")
+    shutil.copytree(run.path, target.path)
+    for name in (AUTO, record["chosen"]):
+        target.calibration_path(name).unlink()
+    written = carry_selection(run, target)
+    assert sorted(path.name for path in written) == sorted(
+        [f"{record['chosen']}.json", f"{AUTO}.json"]
+    )
+    assert chosen_method(target, AUTO) == record["chosen"]
+    there = target.current_calibration(record["chosen"])
+    assert (
+        there is not None and there["params"] == run.current_calibration(record["chosen"])["params"]
+    )
+    assert "seconds" in record["candidates"][0]

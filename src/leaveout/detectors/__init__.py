@@ -11,7 +11,7 @@ module per detector: `leaveout` (the paper's score), `msp`, `odin`, `energy`, `m
 from .base import CRITERIA, PAPER_EPSILONS, PAPER_TEMPERATURES, Detector
 from .registry import create_detector, detector_class, list_detectors, register_detector
 from .runs import calibrate, load_detector, run_sets, transfer_calibration
-from .selection import AUTO, chosen_method, select_detector
+from .selection import AUTO, carry_selection, chosen_method, select_detector
 
 __all__ = [
     "AUTO",
@@ -20,6 +20,7 @@ __all__ = [
     "PAPER_TEMPERATURES",
     "Detector",
     "calibrate",
+    "carry_selection",
     "chosen_method",
     "create_detector",
     "detector_class",

@@ -10,8 +10,12 @@ by default, ties by AUROC). The choice and the table of candidates are saved as
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+import torch
 
 from ..data.imageset import ImageSet
 from ..ensemble import LeaveOutEnsemble
@@ -19,7 +23,7 @@ from ..errors import ConfigError, LeaveoutError
 from ..rundir import RunDir
 from .base import DEFAULT_CALIBRATION_IMAGES, best_row
 from .registry import create_detector, list_detectors
-from .runs import cached_statistics, calibrate
+from .runs import cached_statistics, calibrate, load_detector, transfer_calibration
 
 AUTO = "auto"
 CANDIDATE_METRICS = ("FPR95", "DetErr", "AUROC")
@@ -47,6 +51,7 @@ def select_detector(
         )
     rows: list[dict[str, Any]] = []
     for name in names or list_detectors():
+        started = time.perf_counter()
         detector = create_detector(name, ensemble, criterion=criterion, **options)
         try:
             cached_statistics(detector, run, sets["train"])
@@ -58,6 +63,7 @@ def select_detector(
         rows.append(
             {"detector": name, "settings": detector.hyperparameters()}
             | {key: best[key] for key in CANDIDATE_METRICS}
+            | {"seconds": time.perf_counter() - started}
         )
     fitted = [row for row in rows if "error" not in row]
     if not fitted:
@@ -71,6 +77,27 @@ def select_detector(
     }
     run.write_calibration(AUTO, record)
     return record
+
+
+def carry_selection(
+    run: RunDir,
+    target: RunDir,
+    device: torch.device | str = "cpu",
+    data_root: str | Path | None = None,
+    **options: Any,
+) -> list[Path]:
+    """Apply `run`'s selected detector, with its settings, to another run (e.g. the standard
+    classifier, which has no left-out classes); returns the two files written there."""
+    record = run.current_calibration(AUTO)
+    if record is None:
+        raise ConfigError(f"{run.path} has no detector selected for its current weights")
+    detector = load_detector(run, record["chosen"], device, data_root=data_root, **options)
+    written = transfer_calibration(detector, target, device, data_root)
+    there = record | {
+        "weights": target.weights_id(),
+        "validation": f"chosen on the left-out classes of {run.path}",
+    }
+    return [written, target.write_calibration(AUTO, there)]
 
 
 def chosen_method(run: RunDir, method: str) -> str:

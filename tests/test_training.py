@@ -292,3 +292,28 @@ def test_an_interrupted_member_is_stopped_and_resumes_with_a_message(tmp_path, m
     monkeypatch.setattr(tr, "train_step", real_step)
     tr.train(cfg, run_dir, device="cpu", progress=True)
     assert "resuming member 0 at epoch 2" in capsys.readouterr().out
+
+
+def weights_of(run_dir: Path, members: int) -> list[dict[str, torch.Tensor]]:
+    return [read_safetensors(RunDir(run_dir).weights_path(m, "last"))[0] for m in range(members)]
+
+
+@pytest.mark.slow
+def test_a_packed_set_trains_and_evaluates_exactly_as_in_memory_at_64_pixels(tmp_path):
+    from leaveout.data import pack_dataset
+    from leaveout.evaluation import evaluate
+
+    packed = pack_dataset("digits", tmp_path / "digits64", size=(64, 64), progress=False)
+    settings = ["train.epochs=1", "train.k=2", "data.image_size=64"]
+    results = []
+    for name, dataset in (("memory", "digits"), ("packed", str(packed))):
+        cfg = resolve("digits", overrides=[*settings, f'data.dataset="{dataset}"'])
+        tr.train(cfg, tmp_path / name, device="cpu", progress=False)
+        assert RunDir(tmp_path / name).read_info().image_size == (64, 64)
+        results.append(
+            evaluate(tmp_path / name, ["uniform"], method="msp", progress=False, plots=False)
+        )
+    for a, b in zip(weights_of(tmp_path / "memory", 2), weights_of(tmp_path / "packed", 2)):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert results[0]["rows"] == results[1]["rows"]
+    assert results[0]["id_accuracy"] == results[1]["id_accuracy"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 from collections.abc import Sequence
@@ -63,12 +64,38 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pack(args: argparse.Namespace) -> int:
+    from .data.packed import pack_info
+
+    size = None if args.size is None else (args.size[0], args.size[-1])
+    out = datasets.pack_dataset(
+        args.source,
+        args.out_dir,
+        split=args.split,
+        root=args.data_root,
+        size=size,
+        resize=args.resize,
+        layout=args.layout,
+        skip_corrupt=args.skip_corrupt,
+        progress=not args.quiet,
+    )
+    info = pack_info(out)
+    h, w = info["shape"][1:3]
+    labels = f"{len(info['classes'])} classes" if info["classes"] else "unlabelled"
+    print(f"packed {info['count']} images ({h}x{w}, {labels}) into {out}")
+    if info["skipped"]:
+        print(f"skipped {len(info['skipped'])} unreadable files, e.g. {info['skipped'][0]}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import resolve
     from .distributed import World
     from .training import summary_table, train
 
     overrides = list(args.set or [])
+    if args.data:
+        overrides.append(f"data.dataset={json.dumps(str(args.data))}")
     if args.mode:
         overrides.append(f'train.mode="{args.mode}"')
     cfg = resolve(args.preset, args.config, overrides)
@@ -514,6 +541,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_download)
 
     p = command(
+        "pack",
+        "decode a set once into a packed folder that every command reads batch by batch",
+        "leaveout pack cifar10 --split train --data-root ../shared/data   # found there afterwards",
+        "leaveout pack my_photos/ packed/photos --size 64 64",
+        "leaveout train --preset digits --data packed/photos --set data.image_size=64 --out runs/p",
+    )
+    p.add_argument("source", help="a named set, or a folder, archive or .npz of images")
+    p.add_argument(
+        "out_dir",
+        nargs="?",
+        type=Path,
+        help="the packed folder (default for a named set: packed/NAME[-SPLIT] under the data root)",
+    )
+    p.add_argument("--split", default=None, help="train or test (CIFAR; default test)")
+    p.add_argument(
+        "--size",
+        type=int,
+        nargs="+",
+        metavar=("H", "W"),
+        help="image size (default: as stored; files 32)",
+    )
+    p.add_argument("--resize", default="shorter-side", choices=RESIZE_RULES, help="resize rule")
+    p.add_argument(
+        "--layout", default="auto", choices=["auto", "classes", "flat"], help="folder layout"
+    )
+    p.add_argument("--skip-corrupt", action="store_true", help="skip unreadable images")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_data_root(p)
+    p.set_defaults(func=cmd_pack)
+
+    p = command(
         "train",
         "train the leave-out ensemble (or a standard classifier) into a run directory",
         "leaveout train --preset cpu-cifar10 --data-root ../shared/data --out runs/c10",
@@ -525,6 +583,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset", default=None, help=f"settings to start from: {', '.join(list_presets())}"
     )
     p.add_argument("--config", type=Path, help="a TOML file of settings applied over the preset")
+    p.add_argument(
+        "--data", help="the training set: a name, a folder, archive, npz or packed folder"
+    )
     p.add_argument(
         "--set",
         action="append",

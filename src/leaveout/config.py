@@ -35,11 +35,13 @@ class DataSettings:
     val_fraction: float = 0.1  # stratified validation part of the training split
     test_fraction: float = 0.2  # held out as the test split when the set has none (digits)
     max_per_class: int = 0  # 0: all training images; else at most this many per class
-    padding: int = 4  # random-crop padding in pixels (0: no crop)
+    padding: int = 4  # random-crop padding in pixels at 32x32, scaled with the side (0: no crop)
     hflip: bool = True
     normalization: str = "cifar"  # "cifar" (ODIN's mean/std) or "fit" (from the training images)
     test_flip: bool = False  # classify by the mean softmax of each image and its mirror image
-    resize: str = "shorter-side"  # how images of folders/archives reach 32x32: see RESIZE_RULES
+    resize: str = "shorter-side"  # how images of folders/archives reach their size: RESIZE_RULES
+    image_size: int = 0  # side in pixels; 0: the set's own (files 32, digits 16, arrays as stored)
+    loader_workers: int = -1  # processes reading packed batches; -1: 4 on CUDA, 0 on the CPU
 
 
 @dataclass
@@ -115,6 +117,14 @@ class RunConfig:
         if self.data.max_per_class < 0:
             raise ConfigError(
                 f"data.max_per_class must be 0 (all) or positive, got {self.data.max_per_class}"
+            )
+        if self.data.image_size != 0 and self.data.image_size < 8:
+            raise ConfigError(
+                f"data.image_size must be 0 (the set's own) or at least 8, got {self.data.image_size}"
+            )
+        if self.data.loader_workers < -1:
+            raise ConfigError(
+                f"data.loader_workers must be -1 (auto) or at least 0, got {self.data.loader_workers}"
             )
         if self.train.mode == "leaveout" and self.train.k < 2:
             raise ConfigError(f"train.k must be at least 2, got {self.train.k}")

@@ -16,16 +16,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import distributed
 from .config import OptimSettings, RunConfig
-from .data.batches import BatchStream, CycledStream, PairedStream
+from .data.batches import BatchStream, CycledStream, PairedStream, Rows, row_slice, rows_at
 from .data.imageset import ImageSet
+from .data.npyfile import PackedImages
 from .data.splits import load_run_sets
-from .data.transforms import Augment, Normalization, derive_seed
+from .data.transforms import Augment, Normalization, derive_seed, scaled_padding
 from .devices import autocast, check_amp, resolve_device
 from .distributed import ALONE, World, barrier, check_batch, sum_across
 from .errors import ConfigError, CorruptFileError, TrainingDivergedError
@@ -41,14 +43,15 @@ from .rundir import WEIGHTS, RunDir, RunInfo
 
 @dataclass
 class MemberData:
-    """One member's tensors on the training device: uint8 images and member labels."""
+    """One member's images and member labels: uint8 images as tensors on the training device,
+    or as views of a packed set read batch by batch (`data.batches.Rows`); labels as tensors."""
 
-    train_images: torch.Tensor
+    train_images: Rows
     train_labels: torch.Tensor
-    out_images: torch.Tensor | None
-    val_images: torch.Tensor
+    out_images: Rows | None
+    val_images: Rows
     val_labels: torch.Tensor
-    val_out_images: torch.Tensor | None
+    val_out_images: Rows | None
     num_classes: int
 
 
@@ -58,21 +61,26 @@ def member_data(
     member: int,
     device: torch.device,
 ) -> MemberData:
-    def tensors(data: ImageSet) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def rows(data: ImageSet, chosen: np.ndarray) -> Rows:
+        if isinstance(data.images, PackedImages):
+            return data.images.take(chosen)  # nothing read until a batch needs it
+        return torch.from_numpy(data.images[chosen]).to(device)
+
+    def parts(data: ImageSet) -> tuple[Rows, torch.Tensor, Rows | None]:
         assert data.labels is not None
-        images = torch.from_numpy(data.images)
+        everything = np.arange(len(data))
         if partition is None:
-            return images.to(device), torch.from_numpy(data.labels).to(device), None
+            return rows(data, everything), torch.from_numpy(data.labels).to(device), None
         labels = partition.to_member_labels(member, data.labels)
-        inside = torch.from_numpy(labels >= 0)
+        inside = labels >= 0
         return (
-            images[inside].to(device),
-            torch.from_numpy(labels[labels >= 0]).to(device),
-            images[~inside].to(device),
+            rows(data, everything[inside]),
+            torch.from_numpy(labels[inside]).to(device),
+            rows(data, everything[~inside]),
         )
 
-    train_x, train_y, out_x = tensors(sets["train"])
-    val_x, val_y, val_out = tensors(sets["val"])
+    train_x, train_y, out_x = parts(sets["train"])
+    val_x, val_y, val_out = parts(sets["val"])
     classes = sets["train"].num_classes
     num = classes if partition is None else partition.member_num_classes(member)
     return MemberData(train_x, train_y, out_x, val_x, val_y, val_out, num)
@@ -148,15 +156,17 @@ def learning_rate(optim: OptimSettings, step: int, total_steps: int, steps_per_e
 
 @torch.no_grad()
 def predict_logits(
-    model: nn.Module, images: torch.Tensor, norm: Normalization, batch_size: int, amp: str = "none"
+    model: nn.Module, images: Rows, norm: Normalization, batch_size: int, amp: str = "none"
 ) -> torch.Tensor:
     """Logits (N, C) float32 of uint8 images (N, H, W, 3), in eval mode, in batches."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     out = []
     for start in range(0, len(images), batch_size):
-        with autocast(images.device, amp):
-            out.append(model(norm(images[start : start + batch_size])).float())
+        batch = row_slice(images, start, start + batch_size, device)
+        with autocast(device, amp):
+            out.append(model(norm(batch)).float())
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0)
 
@@ -192,7 +202,7 @@ def build_member_model(
     cfg: RunConfig,
     num_classes: int,
     member: int,
-    images: torch.Tensor | None = None,
+    images: Rows | None = None,
     norm: Normalization | None = None,
 ) -> nn.Module:
     """The member's network, initialised from a seed derived from (train.seed, member).
@@ -205,7 +215,8 @@ def build_member_model(
     init = getattr(model, "init_from_data", None)
     if init is not None and images is not None:
         step = max(1, len(images) // INIT_IMAGES)
-        init((norm or Normalization())(images[::step][:INIT_IMAGES].cpu()))
+        chosen = torch.arange(0, len(images), step)[:INIT_IMAGES]
+        init((norm or Normalization())(rows_at(images, chosen, "cpu")))
     return model
 
 
@@ -224,9 +235,14 @@ def make_stream(
     cfg: RunConfig, data: MemberData, norm: Normalization, member: int, world: World = ALONE
 ) -> PairedStream | BatchStream:
     """The member's batches; under torchrun each process gets its shard of every global batch."""
-    augment = Augment(cfg.data.padding, cfg.data.hflip)
+    side = min(data.train_images.shape[1:3])
+    augment = Augment(scaled_padding(cfg.data.padding, side), cfg.data.hflip)
     seed = derive_seed(cfg.train.seed, member)
-    place = {"rank": world.rank, "world_size": world.size}
+    device = data.train_labels.device
+    workers = cfg.data.loader_workers
+    if workers < 0:  # auto: worker processes only feed a GPU; on the CPU they compete with it
+        workers = 4 if device.type == "cuda" else 0
+    place = {"rank": world.rank, "world_size": world.size, "device": device, "workers": workers}
     ids = BatchStream(
         data.train_images, data.train_labels, cfg.train.batch_size, norm, augment, seed, **place
     )

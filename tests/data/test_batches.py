@@ -117,3 +117,46 @@ def test_paired_stream_yields_id_and_left_out_batches():
 def test_stream_refuses_float_images():
     with pytest.raises(ShapeError, match="uint8"):
         BatchStream(torch.zeros(2, 4, 4, 3), None, 2, Normalization())
+
+
+def test_fitted_normalization_is_the_float64_mean_and_std_however_the_rows_are_read(
+    tmp_path, monkeypatch
+):
+    import leaveout.data.npyfile as npyfile
+    from leaveout.data import PackedImages
+
+    images = random_images(13, size=5, seed=4)
+    flat = images.reshape(-1, 3).astype(np.float64) / 255
+    np.save(tmp_path / "x.npy", images)
+    monkeypatch.setattr(npyfile, "CHUNK_BYTES", 4 * 5 * 5 * 3)  # chunks of 4 images
+    for source in (images, PackedImages(tmp_path / "x.npy")):
+        norm = Normalization.fit(source)
+        np.testing.assert_allclose(norm.mean, flat.mean(0), rtol=1e-12)
+        np.testing.assert_allclose(norm.std, flat.std(0), rtol=1e-9)
+
+
+def test_padding_scales_with_the_image_side():
+    from leaveout.data.transforms import scaled_padding
+
+    assert [scaled_padding(4, side) for side in (32, 64, 224, 16)] == [4, 8, 28, 2]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_packed_rows_give_the_batches_of_the_tensor(tmp_path, workers):
+    from leaveout.data import PackedImages
+
+    images = random_images(40, size=6, seed=5)
+    np.save(tmp_path / "x.npy", images)
+    view = np.array([39, *range(0, 30), 35, 36])  # a member's rows of the set
+    packed = PackedImages(tmp_path / "x.npy").take(view)
+    memory = torch.from_numpy(images[view])
+    labels = torch.arange(len(view))
+    aug = Augment(padding=1, hflip=True)
+
+    def stream(rows, **options):
+        ids = BatchStream(rows, labels, 8, Normalization(), aug, seed=2, **options)
+        outs = CycledStream(rows, 5, Normalization(), aug, seed=3, **options)
+        return list(PairedStream(ids, outs).epoch(1))
+
+    for (x, y, o), (px, py, po) in zip(stream(memory), stream(packed, workers=workers)):
+        assert torch.equal(x, px) and torch.equal(y, py) and torch.equal(o, po)

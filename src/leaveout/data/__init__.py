@@ -1,8 +1,11 @@
-"""Data: the in-memory image set, one reader per format, named sets, splits, transforms, batches.
+"""Data: the image set, one reader per format, packed sets, named sets, splits, transforms,
+batches.
 
-Modules, lowest first: `imageset` (ImageSet), `cifar`, `npz`, `images` (folders, archives,
-files), `synthetic` (noise, digits), `sets` (named sets, downloads, the catalogue), `splits`, `transforms`
-(normalisation, augmentation), `batches` (training streams), `inputs` (what scoring accepts).
+Modules, lowest first: `npyfile` (rows of a .npy read in place: PackedImages), `imageset`
+(ImageSet), `cifar`, `npz`, `images` (folders, archives, files), `synthetic` (noise, digits),
+`packed` (`leaveout pack`: writing and reading packed sets), `sets` (named sets, downloads, the
+catalogue), `splits`, `transforms` (normalisation, augmentation), `batches` (training streams),
+`inputs` (what scoring accepts).
 """
 
 from .batches import BatchStream, CycledStream, PairedStream
@@ -18,7 +21,9 @@ from .images import (
 )
 from .imageset import ImageSet
 from .inputs import Images, input_batches, input_length
+from .npyfile import PackedImages
 from .npz import load_npz, npz_image_count, save_npz
+from .packed import is_packed, load_packed
 from .sets import (
     DATASETS,
     DatasetInfo,
@@ -29,6 +34,7 @@ from .sets import (
     download,
     load_dataset,
     locate,
+    pack_dataset,
 )
 from .splits import (
     MIN_IMAGES_PER_CLASS,
@@ -58,6 +64,7 @@ __all__ = [
     "Images",
     "NamedImages",
     "Normalization",
+    "PackedImages",
     "PairedStream",
     "Split",
     "catalog",
@@ -69,17 +76,20 @@ __all__ = [
     "download",
     "input_batches",
     "input_length",
+    "is_packed",
     "load_cifar",
     "load_dataset",
     "load_digits",
     "load_images",
     "load_npz",
+    "load_packed",
     "load_run_sets",
     "locate",
     "noise_image",
     "noise_images",
     "npz_image_count",
     "odin_split",
+    "pack_dataset",
     "random_split",
     "read_named_images",
     "report_split",

@@ -1,7 +1,10 @@
-"""Training batches straight from in-memory uint8 tensors.
+"""Training batches straight from uint8 images: tensors in memory, or a packed set on disk.
 
-Images stay (N, H, W, 3) uint8 on the model's device; a batch is gathered by index, randomly
-cropped and flipped in one vectorised step, then normalised to float (B, 3, H, W) channels_last.
+Images stay (N, H, W, 3) uint8, either as a tensor on the model's device or as `PackedImages`
+read a batch at a time (rows in file order, then put back in the batch's order); a batch is
+gathered by index, randomly cropped and flipped in one vectorised step, then normalised to float
+(B, 3, H, W) channels_last. With `workers` > 0 a torch DataLoader reads the packed rows of the
+coming batches in worker processes (pinned memory on CUDA); the draws stay in this process.
 Every random draw comes from a generator seeded by (seed, epoch), so an epoch is reproducible on
 its own: resuming at epoch e needs no saved state. Under data parallelism a stream is told its
 `rank` among `world_size` processes: batches stay global, and each process takes its slice.
@@ -9,12 +12,60 @@ its own: resuming at epoch e needs no saved state. Under data parallelism a stre
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
+import numpy as np
 import torch
 
 from ..errors import ShapeError
+from .npyfile import PackedImages
 from .transforms import Augment, Normalization, derive_seed
+
+Rows = torch.Tensor | PackedImages  # uint8 (N, H, W, 3): a tensor, or a packed set on disk
+
+
+def rows_at(images: Rows, index: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """The uint8 images at `index`, as a tensor on `device`."""
+    if isinstance(images, torch.Tensor):
+        return images[index.to(images.device)].to(device)
+    return torch.from_numpy(images[index.cpu().numpy()]).to(device)
+
+
+def row_slice(images: Rows, start: int, stop: int, device: torch.device | str) -> torch.Tensor:
+    """Images start..stop-1 as a tensor on `device`."""
+    if isinstance(images, torch.Tensor):
+        return images[start:stop].to(device)
+    return torch.from_numpy(images[start:stop]).to(device)
+
+
+class PackedRows(torch.utils.data.Dataset):
+    """A DataLoader's view of packed images: item i is the uint8 rows of index batch i."""
+
+    def __init__(self, images: PackedImages, batches: list[np.ndarray]) -> None:
+        self.images, self.batches = images, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(self.images[self.batches[i]])
+
+
+def prefetched(
+    images: Rows, batches: list[torch.Tensor], workers: int, device: torch.device
+) -> Iterable[torch.Tensor | None]:
+    """The uint8 rows of each index batch read ahead by `workers` processes, or None per batch
+    when they are read in this process (tensors, or workers = 0)."""
+    if workers <= 0 or not isinstance(images, PackedImages):
+        return [None] * len(batches)
+    loader = torch.utils.data.DataLoader(
+        PackedRows(images, [b.cpu().numpy() for b in batches]),
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=4,
+    )
+    return loader
 
 
 def shard(global_part: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
@@ -25,16 +76,17 @@ def shard(global_part: torch.Tensor, rank: int, world_size: int) -> torch.Tensor
 
 
 class BatchStream:
-    """Shuffled (and optionally augmented) batches of one in-memory set.
+    """Shuffled (and optionally augmented) batches of one set.
 
-    images: (N, H, W, 3) uint8 tensor; labels: (N,) int64 tensor or None. Both on the device the
-    batches are wanted on. An epoch yields (x, y): x float (B, 3, H, W) channels_last, y (B,).
+    images: (N, H, W, 3) uint8, a tensor or packed rows; labels: (N,) int64 tensor or None, on the
+    device the batches are wanted on (`device`, by default the labels' or the images'). An epoch
+    yields (x, y): x float (B, 3, H, W) channels_last, y (B,).
     With drop_last, an epoch has N // batch_size batches (at least one).
     """
 
     def __init__(
         self,
-        images: torch.Tensor,
+        images: Rows,
         labels: torch.Tensor | None,
         batch_size: int,
         normalization: Normalization,
@@ -44,14 +96,13 @@ class BatchStream:
         drop_last: bool = True,
         rank: int = 0,
         world_size: int = 1,
+        device: torch.device | None = None,
+        workers: int = 0,
     ) -> None:
-        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-            raise ShapeError(
-                f"images must be uint8 (N, H, W, 3), got {images.dtype} {tuple(images.shape)}"
-            )
-        if len(images) == 0:
-            raise ShapeError("cannot draw batches from an empty set")
+        check_rows(images)
         self.images, self.labels = images, labels
+        self.device = device or stream_device(images, labels)
+        self.workers = workers
         self.batch_size = batch_size
         self.normalization, self.augment = normalization, augment
         self.seed, self.shuffle, self.drop_last = seed, shuffle, drop_last
@@ -72,22 +123,47 @@ class BatchStream:
         return torch.randperm(n, generator=gen)
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-        order = self.order(epoch).to(self.images.device)
+        order = self.order(epoch)
         gen = torch.Generator().manual_seed(derive_seed(self.seed, epoch, 1))
-        for step in range(len(self)):
-            index = order[step * self.batch_size : (step + 1) * self.batch_size]
+        global_batches = [
+            order[step * self.batch_size : (step + 1) * self.batch_size]
+            for step in range(len(self))
+        ]
+        mine = [shard(index, self.rank, self.world_size) for index in global_batches]
+        for index, local, rows in zip(
+            global_batches, mine, prefetched(self.images, mine, self.workers, self.device)
+        ):
             params = None if self.augment is None else self.augment.draw(len(index), gen)
-            index = shard(index, self.rank, self.world_size)
-            x = gather(self, index, params)
-            yield x, None if self.labels is None else self.labels[index]
+            x = gather(self, local, params, rows)
+            labels = None if self.labels is None else self.labels[local.to(self.labels.device)]
+            yield x, labels
+
+
+def check_rows(images: Rows) -> None:
+    if images.dtype not in (torch.uint8, np.uint8) or images.ndim != 4 or images.shape[-1] != 3:
+        raise ShapeError(
+            f"images must be uint8 (N, H, W, 3), got {images.dtype} {tuple(images.shape)}"
+        )
+    if len(images) == 0:
+        raise ShapeError("cannot draw batches from an empty set")
+
+
+def stream_device(images: Rows, labels: torch.Tensor | None = None) -> torch.device:
+    if isinstance(images, torch.Tensor):
+        return images.device
+    return labels.device if labels is not None else torch.device("cpu")
 
 
 def gather(
-    stream: BatchStream | CycledStream, index: torch.Tensor, params: torch.Tensor | None
+    stream: BatchStream | CycledStream,
+    index: torch.Tensor,
+    params: torch.Tensor | None,
+    rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The stream's normalised images at `index`, augmented with this process's slice of the
-    global batch's `params`."""
-    batch = stream.images[index]
+    """The stream's normalised images at `index` (`rows`: those images already read),
+    augmented with this process's slice of the global batch's `params`."""
+    batch = rows_at(stream.images, index, stream.device) if rows is None else rows
+    batch = batch.to(stream.device, non_blocking=True)
     if stream.augment is not None and params is not None:
         batch = stream.augment.apply(batch, shard(params, stream.rank, stream.world_size))
     return stream.normalization(batch)
@@ -102,17 +178,21 @@ class CycledStream:
 
     def __init__(
         self,
-        images: torch.Tensor,
+        images: Rows,
         batch_size: int,
         normalization: Normalization,
         augment: Augment | None = None,
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        device: torch.device | None = None,
+        workers: int = 0,
     ) -> None:
         if len(images) == 0:
             raise ShapeError("cannot cycle over an empty set")
+        check_rows(images)
         self.images, self.batch_size = images, batch_size
+        self.device, self.workers = device or stream_device(images), workers
         self.normalization, self.augment, self.seed = normalization, augment, seed
         self.rank, self.world_size = rank, world_size
         self.cycle_cache: tuple[int, torch.Tensor] | None = None
@@ -134,14 +214,24 @@ class CycledStream:
             out[here] = self.permutation(cycle)[positions[here] % n]
         return out
 
-    def batch(self, draw: int) -> torch.Tensor:
-        index = self.indices(draw).to(self.images.device)
+    def batch(self, draw: int, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Draw number `draw` (`rows`: its images already read by `draws`)."""
+        index = self.indices(draw)
         params = None
         if self.augment is not None:
             gen = torch.Generator().manual_seed(derive_seed(self.seed, draw, 3))
             params = self.augment.draw(len(index), gen)
-        index = shard(index, self.rank, self.world_size)
-        return gather(self, index, params)
+        return gather(self, shard(index, self.rank, self.world_size), params, rows)
+
+    def draws(self, first: int, count: int) -> Iterator[torch.Tensor]:
+        """Draws first..first+count-1, their rows read ahead when the stream has workers."""
+        local = [
+            shard(self.indices(d), self.rank, self.world_size) for d in range(first, first + count)
+        ]
+        for draw, rows in zip(
+            range(first, first + count), prefetched(self.images, local, self.workers, self.device)
+        ):
+            yield self.batch(draw, rows)
 
 
 class PairedStream:
@@ -158,7 +248,7 @@ class PairedStream:
         return len(self.id_stream)
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        first_draw = epoch * len(self)
-        for step, (x, y) in enumerate(self.id_stream.epoch(epoch)):
+        outs = self.out_stream.draws(epoch * len(self), len(self))
+        for (x, y), x_out in zip(self.id_stream.epoch(epoch), outs):
             assert y is not None
-            yield x, y, self.out_stream.batch(first_draw + step)
+            yield x, y, x_out

@@ -45,24 +45,28 @@ def check_resize_rule(rule: str) -> str:
     return rule
 
 
-def resize_image(image: Image.Image, size: int, rule: str = "shorter-side") -> Image.Image:
-    """`image` brought to (size, size) by `rule` (see the module docstring)."""
+Size = int | tuple[int, int]  # a square side, or (height, width)
+
+
+def resize_image(image: Image.Image, size: Size, rule: str = "shorter-side") -> Image.Image:
+    """`image` brought to (size, size), or (height, width), by `rule` (module docstring; for a
+    non-square target "shorter-side" scales the image to cover it, then takes the centre)."""
+    out_h, out_w = (size, size) if isinstance(size, int) else size
     width, height = image.size
-    if (width, height) == (size, size):
+    if (width, height) == (out_w, out_h):
         return image
-    if rule == "center-crop" and width >= size and height >= size:
-        return _central_square(image, size)
+    if rule == "center-crop" and width >= out_w and height >= out_h:
+        return _central_crop(image, out_h, out_w)
     if rule == "shorter-side":
-        scale = size / min(width, height)
-        scaled = (max(size, round(width * scale)), max(size, round(height * scale)))
-        return _central_square(image.resize(scaled, Image.Resampling.BILINEAR), size)
-    return image.resize((size, size), Image.Resampling.BILINEAR)
+        scale = max(out_w / width, out_h / height)
+        scaled = (max(out_w, round(width * scale)), max(out_h, round(height * scale)))
+        return _central_crop(image.resize(scaled, Image.Resampling.BILINEAR), out_h, out_w)
+    return image.resize((out_w, out_h), Image.Resampling.BILINEAR)
 
 
-def _central_square(image: Image.Image, size: int) -> Image.Image:
-    width, height = image.size
-    left, top = (width - size) // 2, (height - size) // 2
-    return image.crop((left, top, left + size, top + size))
+def _central_crop(image: Image.Image, height: int, width: int) -> Image.Image:
+    left, top = (image.size[0] - width) // 2, (image.size[1] - height) // 2
+    return image.crop((left, top, left + width, top + height))
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -81,15 +85,16 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def pil_to_array(image: Image.Image, size: int, rule: str = "shorter-side") -> np.ndarray:
-    """(size, size, 3) uint8 RGB of a Pillow image."""
+def pil_to_array(image: Image.Image, size: Size, rule: str = "shorter-side") -> np.ndarray:
+    """(size, size, 3), or (height, width, 3), uint8 RGB of a Pillow image."""
     return np.asarray(resize_image(to_rgb(image), size, rule), dtype=np.uint8)
 
 
 def decode_image(
-    data: bytes, source: str, size: int = 32, resize: str = "shorter-side"
+    data: bytes, source: str, size: Size = 32, resize: str = "shorter-side"
 ) -> np.ndarray:
-    """Decode one image file's bytes to (size, size, 3) uint8 RGB by the rule `resize`.
+    """Decode one image file's bytes to (size, size, 3) (or (height, width, 3)) uint8 RGB by the
+    rule `resize`.
 
     Raises CorruptFileError naming `source` when the bytes are not a readable image.
     """
@@ -166,17 +171,39 @@ def _archive_files(path: Path) -> Iterator[ImageFile]:
 
 def count_image_files(path: str | Path) -> int:
     """How many image files a folder or archive holds, without decoding any image."""
+    return len(list_image_files(path))
+
+
+def list_image_files(path: str | Path) -> list[tuple[str, int]]:
+    """(name, size in bytes) of every image file of a folder or archive, named as
+    `walk_image_files` names them, without reading any image."""
     path = Path(path)
     if path.is_dir():
-        return sum(1 for p in path.rglob("*") if p.is_file() and is_image_name(p.name))
+        return [
+            (p.relative_to(path).as_posix(), p.stat().st_size)
+            for p in sorted(path.rglob("*"))
+            if p.is_file() and is_image_name(p.relative_to(path).as_posix())
+        ]
     try:
         if path.suffix.lower() == ".zip":
             with zipfile.ZipFile(path) as archive:
-                return sum(1 for n in archive.namelist() if is_image_name(n))
+                return [
+                    (i.filename, i.file_size)
+                    for i in archive.infolist()
+                    if not i.is_dir() and is_image_name(i.filename)
+                ]
         with tarfile.open(path, "r:*") as tar:
-            return sum(1 for m in tar if m.isfile() and is_image_name(m.name))
+            return [(m.name, m.size) for m in tar if m.isfile() and is_image_name(m.name)]
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
         raise CorruptFileError(f"{path}: not a readable archive ({exc})") from exc
+
+
+def read_image_file(file: ImageFile) -> bytes:
+    """The file's bytes; an unreadable file is a CorruptFileError naming it."""
+    try:
+        return file.read()
+    except OSError as exc:
+        raise CorruptFileError(f"{file.where}: cannot read ({exc.strerror or exc})") from exc
 
 
 def decode_files(
@@ -186,13 +213,7 @@ def decode_files(
     decoded, skipped = [], []
     for file in found:
         try:
-            try:
-                data = file.read()
-            except OSError as exc:
-                raise CorruptFileError(
-                    f"{file.where}: cannot read ({exc.strerror or exc})"
-                ) from exc
-            decoded.append((file, decode_image(data, file.where, size, resize)))
+            decoded.append((file, decode_image(read_image_file(file), file.where, size, resize)))
         except CorruptFileError:
             if not skip_corrupt:
                 raise
@@ -209,7 +230,7 @@ def warn_skipped(source: str, skipped: list[str]) -> None:
 # --- labelled sets from folders and archives -----------------------------------------------------
 
 
-def _strip_wrappers(paths: list[str]) -> list[str]:
+def strip_wrappers(paths: list[str]) -> list[str]:
     """Drop leading folders that every path shares while files stay below them (archives)."""
     parts = [PurePosixPath(p).parts for p in paths]
     while parts and all(len(p) > 2 for p in parts) and len({p[0] for p in parts}) == 1:
@@ -219,7 +240,7 @@ def _strip_wrappers(paths: list[str]) -> list[str]:
     return ["/".join(p) for p in parts]
 
 
-def _labels_from_layout(
+def labels_from_layout(
     paths: list[str], layout: str, source: Path
 ) -> tuple[np.ndarray | None, tuple[str, ...]]:
     depths = {len(PurePosixPath(p).parts) for p in paths}
@@ -275,8 +296,8 @@ def load_images(
     decoded.sort(key=lambda item: item[0].name)
     names = [file.name for file, _ in decoded]
     if is_archive(path):
-        names = _strip_wrappers(names)
-    labels, classes = _labels_from_layout(names, layout, path)
+        names = strip_wrappers(names)
+    labels, classes = labels_from_layout(names, layout, path)
     warn_skipped(str(path), skipped)
     images = np.stack([image for _, image in decoded])
     set_name = name or path.name.split(".")[0]

@@ -1,24 +1,27 @@
-"""`ImageSet`: one data set held in memory, the unit every reader returns."""
+"""`ImageSet`: one data set, the unit every reader returns: its images in memory, or packed on
+disk and read on demand (`npyfile.PackedImages`)."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import ShapeError
+from .npyfile import PackedImages, iter_chunks
 
 
 @dataclass(frozen=True, eq=False)
 class ImageSet:
     """Images with optional labels.
 
-    images: (N, H, W, 3) uint8 RGB. labels: (N,) int64 in [0, len(classes)) or None (unlabelled).
+    images: (N, H, W, 3) uint8 RGB, a numpy array or `PackedImages` (a packed set on disk). labels: (N,) int64 in [0, len(classes)) or None (unlabelled).
     skipped: names of unreadable files that were skipped on request (empty by default).
     """
 
-    images: np.ndarray
+    images: np.ndarray | PackedImages
     labels: np.ndarray | None
     classes: tuple[str, ...]
     name: str
@@ -63,15 +66,31 @@ class ImageSet:
         """(H, W) in pixels."""
         return int(self.images.shape[1]), int(self.images.shape[2])
 
+    @property
+    def is_packed(self) -> bool:
+        """Whether the images stay on disk (a packed set), read batch by batch."""
+        return isinstance(self.images, PackedImages)
+
     def subset(self, indices: np.ndarray, name: str | None = None) -> ImageSet:
-        """The images at `indices` (a copy), with labels and class names kept."""
+        """The images at `indices` (a copy in memory; a view for a packed set), with labels and
+        class names kept."""
         indices = np.asarray(indices, dtype=np.int64)
         labels = None if self.labels is None else self.labels[indices]
-        return ImageSet(self.images[indices], labels, self.classes, name or self.name)
+        images = self.images
+        chosen = images.take(indices) if isinstance(images, PackedImages) else images[indices]
+        return ImageSet(chosen, labels, self.classes, name or self.name)
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        """The images in order, a few tens of megabytes at a time."""
+        return iter_chunks(self.images)
 
     def fingerprint(self) -> str:
-        """A short digest of the pixels (cache keys: the same images give the same key)."""
-        return hashlib.sha1(np.ascontiguousarray(self.images).data).hexdigest()[:12]
+        """A short digest of the pixels (cache keys: the same images give the same key, packed
+        or in memory)."""
+        digest = hashlib.sha1()
+        for chunk in self.chunks():
+            digest.update(np.ascontiguousarray(chunk).data)
+        return digest.hexdigest()[:12]
 
     def class_counts(self) -> np.ndarray:
         """Images per class, (num_classes,); empty for an unlabelled set."""
@@ -89,7 +108,10 @@ class ImageSet:
             per_class = ", ".join(f"{c} {n}" for c, n in zip(self.classes, self.class_counts()))
             lines.append(f"{self.num_classes} classes: {per_class}")
         if len(self):
-            mean = self.images.reshape(-1, 3).mean(axis=0)
+            total = sum(
+                chunk.reshape(-1, 3).sum(axis=0, dtype=np.float64) for chunk in self.chunks()
+            )
+            mean = total / (len(self) * self.image_size[0] * self.image_size[1])
             lines.append("mean pixel (R, G, B): " + ", ".join(f"{m:.1f}" for m in mean))
         if self.skipped:
             lines.append(f"skipped {len(self.skipped)} unreadable files")

@@ -1,7 +1,7 @@
 """What the detectors and the ensemble accept as images, turned into normalised batches.
 
 Accepted: uint8 images (N, H, W, 3) (numpy array or tensor; one image (H, W, 3) too), an
-`ImageSet`, float tensors or arrays (N, 3, H, W) already normalised, a Pillow image or a list of
+`ImageSet` (in memory or packed: read a batch at a time), float tensors or arrays (N, 3, H, W) already normalised, a Pillow image or a list of
 them (resized by the "shorter-side" rule), and any iterable of batches of those (a torch
 `DataLoader` yielding `x` or `(x, y)`), which is scored as a stream without loading it all.
 """
@@ -19,9 +19,10 @@ from PIL import Image
 from ..errors import ShapeError
 from .images import pil_to_array
 from .imageset import ImageSet
+from .npyfile import PackedImages
 from .transforms import Normalization
 
-Images = ImageSet | np.ndarray | torch.Tensor | Image.Image | Iterable[Any]
+Images = ImageSet | np.ndarray | PackedImages | torch.Tensor | Image.Image | Iterable[Any]
 
 
 def input_batches(
@@ -51,7 +52,7 @@ def input_batches(
 
 def input_length(x: Images) -> int | None:
     """The number of images, when it is known without reading a stream."""
-    if isinstance(x, (ImageSet, np.ndarray, torch.Tensor, list, tuple)):
+    if isinstance(x, (ImageSet, np.ndarray, PackedImages, torch.Tensor, list, tuple)):
         return 1 if _is_single_image(x) else len(x)
     return 1 if isinstance(x, Image.Image) else None
 
@@ -60,7 +61,9 @@ def _is_single_image(x: object) -> bool:
     return isinstance(x, (np.ndarray, torch.Tensor)) and x.ndim == 3 and x.shape[-1] == 3
 
 
-def _as_array(x: object, image_size: tuple[int, int]) -> np.ndarray | torch.Tensor | None:
+def _as_array(
+    x: object, image_size: tuple[int, int]
+) -> np.ndarray | PackedImages | torch.Tensor | None:
     """An indexable array of images, or None for a stream of batches."""
     if isinstance(x, (str, Path)):
         raise ShapeError(
@@ -68,6 +71,8 @@ def _as_array(x: object, image_size: tuple[int, int]) -> np.ndarray | torch.Tens
         )
     if isinstance(x, ImageSet):
         return x.images
+    if isinstance(x, PackedImages):
+        return x
     if isinstance(x, Image.Image):
         x = [x]
     if isinstance(x, (list, tuple)) and x and all(isinstance(i, Image.Image) for i in x):

@@ -1,8 +1,9 @@
 """Named data sets: where each is looked for under a data root, how to download it, a catalogue.
 
 Data root: the `--data-root` option, else the LEAVEOUT_DATA environment variable, else
-~/.cache/leaveout. Under it, a set is found in the first of these that exists: its extracted
-official folder, its official archive (read without extracting), or an npz copy.
+~/.cache/leaveout. Under it, a set is found in the first of these that exists: its packed form
+(`leaveout pack`: packed/<name> or packed/<name>-<split>), its extracted official folder, its
+official archive (read without extracting), or an npz copy.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from .. import files
 from ..errors import ConfigError, CorruptFileError, DatasetNotFoundError
 from .cifar import load_cifar
-from .images import count_image_files, load_images
+from .images import count_image_files, load_images, pil_to_array
 from .imageset import ImageSet
 from .npz import load_npz, npz_image_count
+from .packed import Source, file_source, is_packed, load_packed, pack, pack_info, set_source
 from .synthetic import load_digits, noise_images
 
 ODIN_README = "https://github.com/facebookresearch/odin"
@@ -172,7 +177,8 @@ def is_path(name: str) -> bool:
 
 @dataclass(frozen=True)
 class Located:
-    """Where a set was found: `form` is "folder", "archive", "npz", "noise" or "embedded"."""
+    """Where a set was found: `form` is "packed", "folder", "archive", "npz", "noise" or
+    "embedded"."""
 
     path: Path | None
     form: str
@@ -180,7 +186,7 @@ class Located:
 
 def candidates(info: DatasetInfo, root: Path, split: str) -> list[Located]:
     """Every place `info` is looked for under `root`, in order of preference."""
-    out = []
+    out = [Located(packed_location(info, root, split), "packed")]
     if info.folder:
         out.append(Located(root / info.folder, "folder"))
     if info.archive:
@@ -200,7 +206,8 @@ def locate(name: str, root: str | Path | None = None, split: str | None = None) 
     places = candidates(info, root, split)
     for place in places:
         assert place.path is not None
-        if place.path.is_dir() if place.form == "folder" else place.path.is_file():
+        found = {"folder": place.path.is_dir, "packed": lambda p=place.path: is_packed(p)}
+        if found.get(place.form, place.path.is_file)():
             return place
     tried = "\n".join(f"  {p.path}  ({p.form})" for p in places)
     how = (
@@ -211,6 +218,11 @@ def locate(name: str, root: str | Path | None = None, split: str | None = None) 
     if info.kind == "ood":
         how += f" The link comes from {ODIN_README}."
     raise DatasetNotFoundError(f"{name} ({split}) was not found. Looked for:\n{tried}\n{how}")
+
+
+def packed_location(info: DatasetInfo, root: Path, split: str) -> Path:
+    """Where `leaveout pack NAME` puts a named set under the data root, and where it is found."""
+    return root / "packed" / (info.name if info.splits == ("all",) else f"{info.name}-{split}")
 
 
 def check_split(info: DatasetInfo, split: str | None) -> str:
@@ -224,38 +236,129 @@ def load_dataset(
     name: str,
     split: str | None = None,
     root: str | Path | None = None,
-    size: int = 32,
+    size: int | None = None,
     seed: int = 0,
     resize: str = "shorter-side",
 ) -> ImageSet:
-    """Load a named set (see DATASETS) or, when `name` is a path, that folder/archive/npz.
+    """Load a named set (see DATASETS) or, when `name` is a path, that folder/archive/npz/packed
+    set (a folder holding pack.json).
 
     split: "train" or "test" for CIFAR (default "test"); ignored by OOD sets.
-    size: image side for folders and archives. seed: the noise sets' seed.
+    size: the image side. Files are decoded at it (32 when None); sets stored as arrays (CIFAR,
+    npz, digits) are resized to it by `resize` when they differ; a packed set must already have
+    it. seed: the noise sets' seed.
     resize: the resize rule of images read from a path (the named ODIN sets keep their own).
     """
     if is_path(name):
         path = Path(name)
+        if is_packed(path):
+            return checked_packed(load_packed(path), size)
         if path.suffix.lower() == ".npz":
-            return load_npz(path)
-        return load_images(path, size=size, resize=resize)
+            return resized(load_npz(path), size, resize)
+        return load_images(path, size=size or 32, resize=resize)
     info = dataset_info(name)
     if info.kind == "noise":
-        return noise_images(name, NOISE_COUNT, seed=seed, size=size)
+        return noise_images(name, NOISE_COUNT, seed=seed, size=size or 32)
     if info.kind == "embedded":
-        return load_digits()
+        return load_digits(size or 16)
     split = check_split(info, split)
     where = locate(name, root, split)
     assert where.path is not None
+    set_name = f"{name}-{split}" if info.kind == "id" else name
+    if where.form == "packed":
+        return checked_packed(load_packed(where.path, set_name), size)
     if where.form == "npz":
-        data = load_npz(where.path, name=name)
+        data = load_npz(where.path, name=set_name)
     elif info.kind == "id":
         data = load_cifar(where.path, name, split)
     else:
-        data = load_images(where.path, size=size, layout="flat", name=name, resize="center-crop")
-    if info.kind == "id" and where.form == "npz":
-        data = ImageSet(data.images, data.labels, data.classes, f"{name}-{split}")
+        rule = "center-crop"
+        data = load_images(where.path, size=size or 32, layout="flat", name=name, resize=rule)
+    return resized(data, size, "center-crop" if info.kind == "ood" else resize)
+
+
+def resized(data: ImageSet, size: int | None, rule: str) -> ImageSet:
+    """`data` with its images brought to (size, size) by `rule` (unchanged when size is None)."""
+    if size is None or data.image_size == (size, size):
+        return data
+    images = np.stack(
+        [pil_to_array(Image.fromarray(np.asarray(image)), size, rule) for image in data.images]
+    )
+    return ImageSet(images, data.labels, data.classes, data.name, data.skipped)
+
+
+def checked_packed(data: ImageSet, size: int | None) -> ImageSet:
+    if size is not None and data.image_size != (size, size):
+        h, w = data.image_size
+        raise ConfigError(
+            f"the packed set {data.name} holds {h}x{w} images, not {size}x{size}: pack it again "
+            f"with --size {size} {size}"
+        )
     return data
+
+
+def pack_dataset(
+    name: str,
+    out_dir: str | Path | None = None,
+    split: str | None = None,
+    root: str | Path | None = None,
+    size: tuple[int, int] | None = None,
+    resize: str = "shorter-side",
+    layout: str = "auto",
+    skip_corrupt: bool = False,
+    progress: bool = True,
+) -> Path:
+    """`leaveout pack`: a named set, or a folder/archive/npz path, packed into `out_dir` (for a
+    named set, by default where it is then found: packed/<name>[-<split>] under the root).
+
+    size: (height, width); files are decoded at it (32x32 when None), arrays resized to it.
+    """
+    root = Path(root) if root is not None else default_data_root()
+    if is_path(name):
+        if out_dir is None:
+            raise ConfigError(
+                f"say where to write the packed copy of {name}: leaveout pack {name} OUT_DIR"
+            )
+        source = path_source(Path(name), size, resize, layout, skip_corrupt)
+    else:
+        info = dataset_info(name)
+        split = check_split(info, split)
+        out_dir = out_dir or packed_location(info, root, split)
+        source = named_source(info, split, root, size, resize)
+    return pack(source, out_dir, progress)
+
+
+def path_source(
+    path: Path, size: tuple[int, int] | None, resize: str, layout: str, skip_corrupt: bool
+) -> Source:
+    if is_packed(path):
+        raise ConfigError(f"{path} is already a packed set")
+    if path.suffix.lower() == ".npz":
+        return set_source(load_npz(path), size, resize, str(path))
+    if not path.exists():
+        raise DatasetNotFoundError(f"{path} does not exist")
+    return file_source(path, size or (32, 32), resize, layout, skip_corrupt)
+
+
+def named_source(
+    info: DatasetInfo, split: str, root: Path, size: tuple[int, int] | None, resize: str
+) -> Source:
+    """A named set as `pack` reads it: files one at a time, arrays as `load_dataset` gives them
+    (so a packed copy holds exactly the images the in-memory path reads)."""
+    rule = "center-crop" if info.kind == "ood" else resize
+    if info.kind not in ("noise", "embedded"):
+        where = locate(info.name, root, split)
+        assert where.path is not None
+        if where.form == "packed":
+            raise ConfigError(f"{info.name} ({split}) is already packed in {where.path}")
+        if info.kind == "ood" and where.form in ("folder", "archive"):
+            return file_source(where.path, size or (32, 32), rule, "flat", name=info.name)
+        origin = f"{where.path} ({where.form})"
+    else:
+        origin = info.name
+    square = size[0] if size and size[0] == size[1] else None
+    data = load_dataset(info.name, split, root, size=square, resize=rule)
+    return set_source(data, size, rule, origin)
 
 
 # --- downloads and checksums -----------------------------------------------------------------------
@@ -367,6 +470,8 @@ def _catalog_row(info: DatasetInfo, root: Path, split: str, verify: bool) -> dic
 
 def _count(info: DatasetInfo, where: Located, split: str) -> int:
     assert where.path is not None
+    if where.form == "packed":
+        return int(pack_info(where.path)["count"])
     if where.form == "npz":
         return npz_image_count(where.path)
     if info.counts:
@@ -381,6 +486,8 @@ def _verify(info: DatasetInfo, where: Located, split: str) -> str:
             return "no published md5"
         ok = files.file_digest(where.path, "md5") == info.md5
         return "md5 ok" if ok else "MD5 MISMATCH"
+    if where.form == "packed":
+        return "packed (sha256 in pack.json)"
     if where.form == "npz":
         expected = (info.npz_sha256 or {}).get(split)
         if not expected:

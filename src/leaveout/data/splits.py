@@ -65,7 +65,7 @@ def tuning_size(n: int) -> int:
     return 1000 if n >= 2000 else max(1, n // 5)
 
 
-def content_keys(images: np.ndarray, seed: int = 0) -> np.ndarray:
+def content_keys(data: ImageSet, seed: int = 0) -> np.ndarray:
     """A seeded 64-bit key per image, from its pixels only: an image gets the same key wherever
     it sits in the set, so orders drawn from these keys do not depend on the order of the rows."""
     salt = int(seed).to_bytes(8, "little", signed=True)
@@ -74,7 +74,8 @@ def content_keys(images: np.ndarray, seed: int = 0) -> np.ndarray:
             int.from_bytes(
                 hashlib.blake2b(image.tobytes(), digest_size=8, salt=salt).digest(), "little"
             )
-            for image in images
+            for chunk in data.chunks()
+            for image in chunk
         ],
         dtype=np.uint64,
     )
@@ -99,7 +100,7 @@ def report_split(data: ImageSet, rule: str = "seeded", seed: int = 0) -> Split:
         split = odin_split(n, tune)
         check_classes_in_both(split, data)
         return split
-    keys = content_keys(data.images, seed)
+    keys = content_keys(data, seed)
     if data.labels is None:
         chosen = np.lexsort((np.arange(n), keys))[:tune]
     else:
@@ -206,11 +207,12 @@ def _train_and_test(
 ) -> tuple[ImageSet, ImageSet]:
     name = settings.dataset
     info = DATASETS.get(name)
+    size = settings.image_size or None
     if info is not None and "test" in info.splits:
-        train = load_dataset(name, "train", root)
-        test = load_dataset(name, "test", root)
+        train = load_dataset(name, "train", root, size=size, resize=settings.resize)
+        test = load_dataset(name, "test", root, size=size, resize=settings.resize)
     else:
-        whole = load_dataset(name, root=root, resize=settings.resize)
+        whole = load_dataset(name, root=root, size=size, resize=settings.resize)
         if whole.labels is None:
             raise ConfigError(
                 f"data.dataset {name!r} has no labels: training needs one sub-folder per class"
@@ -262,5 +264,6 @@ def _restrict_classes(parts: dict[str, ImageSet], id_classes: list[int]) -> dict
     assert test.labels is not None
     unseen = np.flatnonzero(relabel[test.labels] < 0)
     if len(unseen):
-        out["unseen"] = ImageSet(test.images[unseen], None, (), f"{test.name}-unseen-classes")
+        seen_not = test.subset(unseen, f"{test.name}-unseen-classes")
+        out["unseen"] = ImageSet(seen_not.images, None, (), seen_not.name)
     return out

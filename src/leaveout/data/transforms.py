@@ -10,6 +10,9 @@ import torch.nn.functional as F
 
 from ..config import NORMALIZATIONS
 from ..errors import ConfigError, ShapeError
+from .npyfile import PackedImages, iter_chunks
+
+REFERENCE_SIDE = 32  # data.padding is given in pixels of a 32x32 image
 
 # ODIN's CIFAR normalisation, in [0, 1] pixel units (method.md section 3).
 CIFAR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
@@ -38,18 +41,33 @@ class Normalization:
         return torch.tensor(self.std, device=device).view(1, 3, 1, 1)
 
     @classmethod
-    def fit(cls, images: np.ndarray) -> Normalization:
-        """Mean and std per channel of uint8 images (N, H, W, 3)."""
-        flat = images.reshape(-1, 3).astype(np.float64) / 255.0
-        std = np.maximum(flat.std(axis=0), 1e-3)
-        return cls(tuple(flat.mean(axis=0).tolist()), tuple(std.tolist()))  # type: ignore[arg-type]
+    def fit(cls, images: np.ndarray | PackedImages) -> Normalization:
+        """Mean and std per channel of uint8 images (N, H, W, 3), streamed in chunks through exact
+        per-channel histograms (the same result however the rows are read)."""
+        counts = np.zeros((3, 256), np.int64)  # a histogram per channel: exact, and no copies
+        for chunk in iter_chunks(images):
+            for c in range(3):
+                counts[c] += np.bincount(chunk[..., c].ravel(), minlength=256)
+        values = np.arange(256, dtype=np.float64)
+        count = int(counts[0].sum())
+        if not count:
+            raise ShapeError("cannot fit a normalisation on no images")
+        mean = counts @ values / (255.0 * count)
+        variance = np.maximum(counts @ values**2 / (255.0**2 * count) - mean**2, 0.0)
+        std = np.maximum(np.sqrt(variance), 1e-3)
+        return cls(tuple(mean.tolist()), tuple(std.tolist()))  # type: ignore[arg-type]
 
     @classmethod
-    def named(cls, name: str, train_images: np.ndarray) -> Normalization:
+    def named(cls, name: str, train_images: np.ndarray | PackedImages) -> Normalization:
         """The `data.normalization` setting: "cifar" (ODIN's constants) or "fit" (the images')."""
         if name not in NORMALIZATIONS:
             raise ConfigError(f"data.normalization must be one of {NORMALIZATIONS}, got {name!r}")
         return cls.fit(train_images) if name == "fit" else cls()
+
+
+def scaled_padding(padding: int, side: int) -> int:
+    """`data.padding` (pixels at 32x32) for images `side` pixels high: 4 at 32 is 8 at 64."""
+    return round(padding * side / REFERENCE_SIDE)
 
 
 def derive_seed(*parts: int) -> int:

@@ -400,3 +400,30 @@ def test_gradient_is_refused_for_detectors_without_it(calibrated, photos, capsys
         main(["score", str(calibrated), str(folder), "--method", "msp", "--gradient", "odin"]) == 2
     )
     assert "--gradient is a setting of the leaveout detector, not of msp" in capsys.readouterr().err
+
+
+def test_pack_a_folder_then_train_from_the_packed_set(tmp_path, capsys):
+    from leaveout.data import load_images
+    from leaveout.rundir import RunDir
+
+    for c, name in enumerate(["ant", "bee", "cow"]):
+        images = np.zeros((20, 24, 24, 3), np.uint8)
+        images[:, :, c * 8 : c * 8 + 8] = 200
+        images[:, ::2] += np.arange(20, dtype=np.uint8)[:, None, None, None]
+        write_image_files(tmp_path / "photos" / name, images)
+    packed = tmp_path / "packed"
+    argv = ["pack", str(tmp_path / "photos"), str(packed), "--size", "20", "--quiet"]
+    assert main(argv) == 0
+    assert "packed 60 images (20x20, 3 classes)" in capsys.readouterr().out
+    assert main(argv) == 2  # a complete packed folder is not overwritten
+    assert "exists" in capsys.readouterr().err
+    assert main(["data", str(packed)]) == 0
+    assert "60 images, 20x20 RGB" in capsys.readouterr().out
+    np.testing.assert_array_equal(
+        np.load(packed / "images.npy", mmap_mode="r"), load_images(tmp_path / "photos", 20).images
+    )
+    train = ["train", "--preset", "digits", "--data", str(packed), "--out", str(tmp_path / "run")]
+    settings = ["train.epochs=1", "train.k=3", "data.id_classes=[0, 1, 2]"]
+    assert main([*train, *(f"--set={s}" for s in settings), "--quiet"]) == 0
+    info = RunDir(tmp_path / "run").read_info()
+    assert info.image_size == (20, 20) and info.classes == ("ant", "bee", "cow")

@@ -28,6 +28,7 @@ from leaveout import files, training
 from leaveout.config import resolve
 from leaveout.data import load_dataset
 from leaveout.detectors import (
+    AUTO,
     carry_selection,
     list_detectors,
     load_detector,
@@ -60,7 +61,9 @@ def costs(ens_dir: Path, data_root: str, batch_size: int) -> list[dict[str, str]
     images = load_dataset("tiny_imagenet_crop", root=data_root).images[:COST_IMAGES]
     rows = []
     for name in list_detectors():
-        detector = load_detector(run, name, ensemble=ensemble, batch_size=batch_size, amp="bf16")
+        detector = load_detector(
+            run, name, ensemble=ensemble, data_root=data_root, batch_size=batch_size, amp="bf16"
+        )
         row = {"detector": name, "settings": settings_text(detector.hyperparameters())}
         if detector.needs_training_data:
             started = time.perf_counter()
@@ -89,8 +92,12 @@ def statistics_bytes(detector) -> int:
 def select_and_carry(
     ens_dir: Path, std_dir: Path, data_root: str, max_images: int, options: dict
 ) -> dict:
-    """`calibrate --select auto --also std`, and every other detector's settings carried too."""
+    """`calibrate --select auto --also std`, and every other detector's settings carried too
+    (a selection already made for both runs' current weights is reused)."""
     run, std = RunDir(ens_dir).require(), RunDir(std_dir).require()
+    done = run.current_calibration(AUTO)
+    if done is not None and std.current_calibration(AUTO) is not None:
+        return done
     ensemble = LeaveOutEnsemble.load(run, "cpu")
     sets = run_sets(run, data_root)
     record = select_detector(run, ensemble, sets, max_images=max_images, **options)

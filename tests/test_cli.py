@@ -427,3 +427,29 @@ def test_pack_a_folder_then_train_from_the_packed_set(tmp_path, capsys):
     assert main([*train, *(f"--set={s}" for s in settings), "--quiet"]) == 0
     info = RunDir(tmp_path / "run").read_info()
     assert info.image_size == (20, 20) and info.classes == ("ant", "bee", "cow")
+
+
+def test_score_a_packed_set_as_its_folder(calibrated, photos, tmp_path):
+    folder, _ = photos
+    packed = tmp_path / "packed"
+    assert main(["pack", str(folder), str(packed), "--size", "16", "16", "--quiet"]) == 0
+    records = []
+    for source in (folder, packed):
+        out = tmp_path / f"{source.name}.json"
+        assert main(["score", str(calibrated), str(source), "--out", str(out), "--quiet"]) == 0
+        records.append(json.loads(out.read_text())["images"])
+    assert [r["score"] for r in records[0]] == [r["score"] for r in records[1]]
+    assert [r["path"] for r in records[1]] == [f"{packed}:img_{i:04d}.png" for i in range(3)]
+    assert main(["pack", str(folder), str(tmp_path / "p32"), "--quiet"]) == 0
+    assert main(["score", str(calibrated), str(tmp_path / "p32"), "--quiet"]) == 2
+
+
+def test_param_overrides_any_detector_setting(calibrated, tmp_path, capsys):
+    out = tmp_path / "knn"
+    base = ["evaluate", str(calibrated), "--ood", "uniform", "--quiet", "--max-images", "60"]
+    assert main([*base, "--method", "knn", "--param", "k=3", "--out", str(out)]) == 0
+    assert json.loads((out / "results.json").read_text())["settings"]["k"] == 3
+    assert main([*base, "--method", "knn", "--param", "depth=2"]) == 2
+    assert "unexpected keyword argument 'depth'" in capsys.readouterr().err
+    assert main([*base, "--method", "knn", "--param", "k"]) == 2
+    assert "NAME=VALUE" in capsys.readouterr().err

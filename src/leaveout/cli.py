@@ -223,17 +223,12 @@ def select_and_report(args: argparse.Namespace, run: Any, ensemble: Any, sets: A
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate, results_markdown
 
-    params = {
-        key: value
-        for key, value in (("temperature", args.temperature), ("epsilon", args.epsilon))
-        if value is not None
-    } | gradient(args)
     result = evaluate(
         args.run_dir,
         args.ood,
         data_root=args.data_root,
         method=args.method,
-        params=params,
+        params=detector_params(args),
         batch_size=args.batch_size,
         amp=args.amp,
         device=args.device,
@@ -302,7 +297,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         args.device,
         data_root=args.data_root,
         **scoring_options(args),
-        **gradient(args),
+        **detector_params(args),
     )
     if args.threshold is not None:
         detector.threshold_, how = args.threshold, "given with --threshold"
@@ -391,6 +386,27 @@ def scoring_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"batch_size": args.batch_size, "progress": not args.quiet, "amp": args.amp}
 
 
+def detector_params(args: argparse.Namespace) -> dict[str, Any]:
+    """--temperature, --epsilon, --gradient and every --param NAME=VALUE, as detector settings
+    that override the calibrated ones."""
+    import tomllib
+
+    params: dict[str, Any] = {
+        key: getattr(args, key)
+        for key in ("temperature", "epsilon")
+        if getattr(args, key, None) is not None
+    }
+    for item in getattr(args, "param", None) or []:
+        key, sep, value = item.partition("=")
+        try:
+            params[key.strip()] = tomllib.loads(f"value = {value}")["value"]
+        except tomllib.TOMLDecodeError:
+            params[key.strip()] = value  # a bare word, e.g. --param gradient=sign
+        if not sep or not key.strip():
+            raise ConfigError(f"--param takes NAME=VALUE, got {item!r}")
+    return params | gradient(args)
+
+
 def gradient(args: argparse.Namespace) -> dict[str, str]:
     """--gradient as a detector setting, for the detectors that have it."""
     if not getattr(args, "gradient", None):
@@ -428,6 +444,16 @@ def add_data_root(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="where data sets are looked for (default: $LEAVEOUT_DATA, else ~/.cache/leaveout)",
+    )
+
+
+def add_param(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--param",
+        action="append",
+        metavar="NAME=VALUE",
+        help="override any setting of the detector (e.g. k=10 for knn, percentile=95 for react; "
+        "`leaveout detectors` lists them); repeatable",
     )
 
 
@@ -686,6 +712,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_method(p, "evaluate")
     p.add_argument("--temperature", type=float, help="override the calibrated temperature T")
+    add_param(p)
     p.add_argument(
         "--epsilon", type=float, help="override the calibrated input step eps (pixel units)"
     )
@@ -734,6 +761,7 @@ def build_parser() -> argparse.ArgumentParser:
         "paths", nargs="+", help="image files, folders, .tar/.tar.gz/.zip archives, .npz arrays"
     )
     add_method(p, "score with")
+    add_param(p)
     p.add_argument(
         "--out",
         type=Path,

@@ -247,6 +247,7 @@ def evaluate(
         "settings": detector.scoring_params(),
         "chosen_on": chosen,
         "id_accuracy": accuracy,
+        "image_size": list(ensemble.image_size),
         "convention": "OOD positive" if ood_positive else "ID positive",
         "units": "fractions (tables: percent)",
         "split": protocol.split,
@@ -369,6 +370,11 @@ def say(progress: bool, text: str) -> None:
 RESULT_COLUMNS = ("ood", "n_id", "n_ood", *METRIC_NAMES)
 
 
+def side(result: dict[str, Any]) -> str:
+    height, width = result.get("image_size", (32, 32))
+    return f"{height}x{width}"
+
+
 def results_markdown(result: dict[str, Any]) -> str:
     settings = ", ".join(f"{k} = {v}" for k, v in result["settings"].items())
     fpr95 = (
@@ -378,7 +384,7 @@ def results_markdown(result: dict[str, Any]) -> str:
     )
     return (
         f"Method: {result['method']} ({settings}; chosen on {result['chosen_on']}). "
-        f"ID accuracy: {100 * result['id_accuracy']:.2f}%. Metrics in percent, in brackets their "
+        f"ID accuracy: {100 * result['id_accuracy']:.2f}%. Images: {side(result)}. Metrics in percent, in brackets their "
         f"{result['intervals']}; {result['convention']} (FPR95 = {fpr95}); "
         f"{result['split']} tuning/reporting split.\n\n"
         + markdown_table(interval_rows(result["rows"], METRIC_NAMES), RESULT_COLUMNS)

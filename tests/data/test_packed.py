@@ -205,3 +205,9 @@ def test_training_and_evaluating_a_packed_set_fit_under_a_memory_limit_far_below
     assert limited["weights"] == in_memory["weights"]
     assert limited["rows"] == in_memory["rows"] and limited["accuracy"] == in_memory["accuracy"]
     assert limited["accuracy"] > 0.5
+
+
+@pytest.mark.slow
+def test_the_shared_cifar10_copy_packs_to_its_own_pixels(shared_data, tmp_path):
+    out = pack_dataset("cifar10", tmp_path / "c10", split="test", root=shared_data, progress=False)
+    assert_same_set(load_packed(out, "cifar10-test"), load_dataset("cifar10", "test", shared_data))

@@ -37,8 +37,10 @@ def test_vim_scores_equal_the_papers_formulas(ensemble, sets):
                 kept, test_features[m], *float64_head(ensemble, m), round(fraction * dim)
             )
     got = detector.score_grid(images, [{"principal_fraction": f} for f in fractions])
-    np.testing.assert_allclose(got, expected, rtol=1e-4)
-    np.testing.assert_allclose(detector.score_samples(images), expected[1], rtol=1e-4)
+    # float32 features against float64: a score is a difference of terms of size ~5, so a
+    # score near 0 is held to an absolute tolerance at that scale
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(detector.score_samples(images), expected[1], rtol=1e-4, atol=1e-4)
 
 
 def test_without_a_bias_the_origin_is_zero_and_fit_features_matches(ensemble, sets):

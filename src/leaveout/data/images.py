@@ -31,6 +31,7 @@ from ..errors import (
     ShapeError,
 )
 from .imageset import ImageSet
+from .npyfile import PackedImages
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -304,12 +305,20 @@ def load_images(
     return ImageSet(images, labels, classes, set_name, skipped=tuple(skipped))
 
 
+def check_packed_size(path: str | Path, got: tuple[int, int], side: int) -> None:
+    if got != (side, side):
+        raise ShapeError(
+            f"{path} holds {got[0]}x{got[1]} images; the network takes {side}x{side}: pack it "
+            f"again with --size {side} {side}"
+        )
+
+
 @dataclass(frozen=True)
 class NamedImages:
     """Images decoded from files, with the file each came from (`archive:member` in archives)."""
 
     names: list[str]
-    images: np.ndarray
+    images: np.ndarray | PackedImages
     skipped: list[str]
 
 
@@ -319,17 +328,30 @@ def read_named_images(
     skip_corrupt: bool = False,
     resize: str = "shorter-side",
 ) -> NamedImages:
-    """Decode image files, folders (recursively), archives and npz arrays, with a name per image.
+    """Decode image files, folders (recursively), archives, npz arrays and packed sets, with a
+    name per image.
 
-    Names are file paths, `archive:member` inside archives and `file.npz[i]` for npz rows.
+    Names are file paths, `archive:member` inside archives, `file.npz[i]` for npz rows and
+    `folder:name` for packed sets. One packed set alone stays on disk (read batch by batch).
     """
     from .npz import load_npz
+    from .packed import is_packed, load_packed, packed_names
 
     paths = list(paths)
+    if len(paths) == 1 and is_packed(paths[0]):
+        data = load_packed(paths[0])
+        check_packed_size(paths[0], data.image_size, size)
+        return NamedImages(packed_names(paths[0]), data.images, [])
     names: list[str] = []
     arrays: list[np.ndarray] = []
     skipped: list[str] = []
     for path in paths:
+        if is_packed(path):
+            data = load_packed(path)
+            check_packed_size(path, data.image_size, size)
+            names += packed_names(path)
+            arrays += list(np.asarray(data.images))
+            continue
         if str(path).lower().endswith(".npz"):
             data = load_npz(path)
             if data.image_size != (size, size):

@@ -72,6 +72,11 @@ def load_packed(path: str | Path, name: str | None = None) -> ImageSet:
     return ImageSet(images, labels, tuple(meta["classes"]), name or meta["name"])
 
 
+def packed_names(path: str | Path) -> list[str]:
+    """`folder:name` for every image of a packed set (its source file, or `source[i]`)."""
+    return [f"{path}:{name}" for name in files.read_json(Path(path) / PACK_FILE)["names"]]
+
+
 def pack_info(path: str | Path) -> dict[str, Any]:
     """pack.json of a packed set, without the per-image lists."""
     meta = files.read_json(Path(path) / PACK_FILE)

@@ -60,8 +60,9 @@ def test_evaluate_writes_every_file_with_sane_metrics(evaluated):
 def test_scores_are_cached(evaluated, monkeypatch):
     run_dir, first = evaluated
     monkeypatch.setattr(Detector, "score_grid", lambda *a, **k: pytest.fail("rescored"))
+    monkeypatch.setattr(LeaveOutEnsemble, "classify", lambda *a, **k: pytest.fail("reclassified"))
     again = evaluate(run_dir, ["unseen", "uniform"], progress=False, plots=False)
-    assert again["rows"] == first["rows"]
+    assert again["rows"] == first["rows"] and again["id_accuracy"] == first["id_accuracy"]
 
 
 def test_tuning_size_rule():

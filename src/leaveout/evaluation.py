@@ -134,6 +134,19 @@ def cached_scores(run: RunDir, detector: Detector, set_name: str, data: ImageSet
     return run.cached(detector.ensemble.weights_id, key, compute)["scores"].numpy()
 
 
+def cached_classes(
+    run: RunDir, ensemble: LeaveOutEnsemble, data: ImageSet, batch_size: int
+) -> np.ndarray:
+    """ensemble.classify(data), cached per weights, flip setting and image content (every
+    method's report on a run states the same accuracy; it is computed once)."""
+    key = f"classes-flip{int(ensemble.test_flip)}-{data.fingerprint()}"
+
+    def compute() -> dict[str, torch.Tensor]:
+        return {"classes": torch.from_numpy(ensemble.classify(data, batch_size))}
+
+    return run.cached(ensemble.weights_id, key, compute)["classes"].numpy()
+
+
 def prepare_detector(
     run: RunDir,
     method: str,
@@ -231,7 +244,8 @@ def evaluate(
     say(progress, f"scoring {len(id_report)} ID test images (reporting part)")
     id_scores = cached_scores(run, detector, ID_SET, id_report)
     assert id_report.labels is not None
-    accuracy = float(np.mean(ensemble.classify(id_report, batch_size) == id_report.labels))
+    predicted = cached_classes(run, ensemble, id_report, batch_size)
+    accuracy = float(np.mean(predicted == id_report.labels))
 
     rows, curves = [], {}
     for name in ood_names:

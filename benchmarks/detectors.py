@@ -220,7 +220,7 @@ def main() -> None:
         [
             "## Every detector, and the one chosen on the left-out classes",
             "",
-            f"`{command}` ({minutes:.0f} minutes on this 2-core machine, "
+            f"`{command}` ({minutes:.0f} minutes of this invocation on this 2-core machine, "
             f"{time.strftime('%Y-%m-%d')}). Both networks are those of the tables above. Every "
             "detector's settings were chosen on the ensemble's left-out classes (at most "
             f"{args.calibration_images} validation images per side and member, "
@@ -229,7 +229,9 @@ def main() -> None:
             "each member scores with its own logits or features, and the K scores are summed. "
             f"Networks in {'bfloat16 autocast' if args.amp == 'bf16' else 'float32'}, scores in "
             "float64. Metrics in percent, ID positive, 95% bootstrap intervals; the mean over "
-            "the natural-image sets has no interval.",
+            "the natural-image sets present (here the two TinyImageNet sets) has no interval. "
+            "The left-out columns are the selection's own numbers, on the ensemble's left-out "
+            "pairs, whichever network the row is.",
             "",
             goal_sentence(results, record),
             "",
@@ -253,7 +255,8 @@ def main() -> None:
             [
                 "## Detector costs",
                 "",
-                f"`{command}`, first stage: the trained cpu-cifar10 ensemble (K = 5), batch 256. "
+                f"`{command}`, its costs stage, run alone: the trained cpu-cifar10 ensemble (K = 5), "
+                "batch 256. "
                 "Fit: each member's statistics streamed over its kept classes' training images "
                 "(about 36,000 per member), uncached. Scoring: 1,000 TinyImageNet-crop images "
                 "through all five members, at the settings chosen on the left-out classes.",

@@ -127,17 +127,21 @@ class PackedImages:
         return indices if self.rows is None else self.rows[indices]
 
     def gather(self, indices: np.ndarray) -> np.ndarray:
-        """The images at `indices` (B, H, W, 3), read in file order, returned in the given order."""
+        """The images at `indices` (B, H, W, 3), read in file order (one read per run of
+        consecutive rows, straight into the result) and returned in the given order."""
         where = self.positions(np.asarray(indices, dtype=np.int64).reshape(-1))
-        out = np.empty((len(where), *self.row_shape), dtype=np.uint8)
         order = np.argsort(where, kind="stable")
         ordered = where[order]
-        breaks = np.flatnonzero(np.diff(ordered) != 1) + 1
-        fd = self.descriptor()
-        for run in np.split(np.arange(len(ordered)), breaks) if len(ordered) else []:
-            first, count = int(ordered[run[0]]), len(run)
-            data = read_exactly(fd, count * self.row_bytes, self.offset + first * self.row_bytes)
-            out[order[run]] = np.frombuffer(data, np.uint8).reshape(count, *self.row_shape)
+        rows = np.empty((len(where), *self.row_shape), dtype=np.uint8)
+        if not len(where):
+            return rows
+        starts = np.flatnonzero(np.diff(ordered, prepend=ordered[0] - 2) != 1)
+        ends = np.append(starts[1:], len(ordered))
+        buffer, size, fd = memoryview(rows).cast("B"), self.row_bytes, self.descriptor()
+        for start, end, first in zip(starts.tolist(), ends.tolist(), ordered[starts].tolist()):
+            read_into(fd, buffer[start * size : end * size], self.offset + first * size)
+        out = np.empty_like(rows)
+        out[order] = rows
         return out
 
     def descriptor(self) -> int:
@@ -160,13 +164,11 @@ def iter_chunks(images: np.ndarray | PackedImages) -> Iterator[np.ndarray]:
         yield np.asarray(images[start : start + rows])
 
 
-def read_exactly(fd: int, size: int, offset: int) -> bytes:
-    """`size` bytes at `offset`; a short read (a truncated file) is an error."""
-    parts, done = [], 0
-    while done < size:
-        part = os.pread(fd, size - done, offset + done)
-        if not part:
+def read_into(fd: int, buffer: memoryview, offset: int) -> None:
+    """Fill `buffer` from the file at `offset`; a short read (a truncated file) is an error."""
+    done = 0
+    while done < len(buffer):
+        got = os.preadv(fd, [buffer[done:]], offset + done)
+        if not got:
             raise CorruptFileError(f"unexpected end of file at byte {offset + done}")
-        parts.append(part)
-        done += len(part)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+        done += got

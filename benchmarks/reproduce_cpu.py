@@ -374,9 +374,10 @@ def write_results(
         "",
     ]
     text = "\n".join(lines)
-    ablation = read_section(path.read_text(), "ablation") if path.is_file() else None
-    if ablation:  # written by benchmarks/ablation.py: keep it
-        text = replace_section(text, "ablation", ablation)
+    for section in ("ablation", "detectors"):  # written by ablation.py and detectors.py: kept
+        kept = read_section(path.read_text(), section) if path.is_file() else None
+        if kept:
+            text = replace_section(text, section, kept)
     files.write_text(path, text)
 
 

@@ -374,7 +374,8 @@ def write_results(
         "",
     ]
     text = "\n".join(lines)
-    for section in ("ablation", "detectors"):  # written by ablation.py and detectors.py: kept
+    # written by ablation.py and detectors.py (and the reading of the latter, by hand): kept
+    for section in ("ablation", "detectors", "detectors-notes"):
         kept = read_section(path.read_text(), section) if path.is_file() else None
         if kept:
             text = replace_section(text, section, kept)

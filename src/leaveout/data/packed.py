@@ -241,7 +241,8 @@ def finish(source: Source, work: Path, skipped: list[str]) -> None:
     """Drop the rows of skipped files, then write pack.json with the checksums."""
     names, labels = source.names, source.labels
     if skipped:
-        keep = np.flatnonzero([n not in set(skipped) for n in names])
+        left_out = set(skipped)
+        keep = np.flatnonzero([n not in left_out for n in names])
         compact(work / IMAGES_FILE, keep)
         names = [names[i] for i in keep]
         labels = None if labels is None else labels[keep]

@@ -67,6 +67,8 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_pack(args: argparse.Namespace) -> int:
     from .data.packed import pack_info
 
+    if args.size is not None and len(args.size) > 2:
+        raise ConfigError(f"--size takes H, or H W; got {len(args.size)} numbers")
     size = None if args.size is None else (args.size[0], args.size[-1])
     out = datasets.pack_dataset(
         args.source,

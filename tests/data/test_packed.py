@@ -1,3 +1,4 @@
+import io
 import json
 import tarfile
 from pathlib import Path
@@ -150,6 +151,12 @@ def test_a_packed_set_with_damaged_files_is_refused(class_folders, tmp_path):
     (out / "pack.json").write_text(json.dumps(meta | {"count": 3}))
     with pytest.raises(CorruptFileError, match="pack.json says 3"):
         load_packed(out)
+    (out / "pack.json").write_text(json.dumps(meta | {"names": meta["names"][:-1]}))
+    with pytest.raises(CorruptFileError, match="lists of"):
+        load_packed(out)
+    (out / "pack.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "shape"}))
+    with pytest.raises(CorruptFileError, match="lacks shape"):
+        load_packed(out)
     with pytest.raises(Exception, match="not a packed set"):
         load_packed(tmp_path)
 
@@ -211,3 +218,54 @@ def test_training_and_evaluating_a_packed_set_fit_under_a_memory_limit_far_below
 def test_the_shared_cifar10_copy_packs_to_its_own_pixels(shared_data, tmp_path):
     out = pack_dataset("cifar10", tmp_path / "c10", split="test", root=shared_data, progress=False)
     assert_same_set(load_packed(out, "cifar10-test"), load_dataset("cifar10", "test", shared_data))
+
+
+def test_archive_members_with_one_name_each_get_their_row(tmp_path):
+    images = random_images(3, size=16, seed=9)
+    archive = tmp_path / "dup.tar"
+    with tarfile.open(archive, "w") as tar:
+        for name, image in (("a.png", images[0]), ("b.png", images[1]), ("a.png", images[2])):
+            data = png_bytes(image)
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    out = pack_dataset(str(archive), tmp_path / "p", size=(16, 16), progress=False)
+    assert_same_set(load_packed(out), load_images(archive, size=16))
+
+
+def test_another_resize_rule_does_not_resume_a_pack(class_folders, tmp_path, monkeypatch):
+    import leaveout.data.packed as packed
+
+    monkeypatch.setattr(packed, "CHECKPOINT_EVERY", 4)
+    calls = []
+    real = packed.decode_image
+
+    def stop_at_six(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(packed, "decode_image", stop_at_six)
+    with pytest.raises(KeyboardInterrupt):
+        pack_dataset(str(class_folders), tmp_path / "p", size=(16, 16), resize="center-crop")
+    monkeypatch.setattr(packed, "decode_image", real)
+    out = pack_dataset(str(class_folders), tmp_path / "p", size=(16, 16), progress=False)
+    assert_same_set(load_packed(out), load_images(class_folders, size=16))
+
+
+def test_a_pack_stopped_after_dropping_skipped_rows_finishes(class_folders, tmp_path, monkeypatch):
+    import leaveout.data.packed as packed
+
+    (class_folders / "cat" / "broken.png").write_bytes(b"not a png")
+    monkeypatch.setattr(packed, "CHECKPOINT_EVERY", 4)
+    real = packed.iter_chunks
+    monkeypatch.setattr(packed, "iter_chunks", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    options = {"size": (16, 16), "skip_corrupt": True, "progress": False}
+    with pytest.raises(KeyboardInterrupt):  # while hashing, after the compaction
+        pack_dataset(str(class_folders), tmp_path / "p", **options)
+    monkeypatch.setattr(packed, "iter_chunks", real)
+    out = pack_dataset(str(class_folders), tmp_path / "p", **options)
+    with pytest.warns(Warning):
+        expected = load_images(class_folders, size=16, skip_corrupt=True)
+    assert_same_set(load_packed(out), expected)

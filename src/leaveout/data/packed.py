@@ -58,16 +58,24 @@ def load_packed(path: str | Path, name: str | None = None) -> ImageSet:
             f"{path} is not a packed set (no {PACK_FILE}); make one with `leaveout pack SOURCE {path}`"
         )
     meta = files.read_json(path / PACK_FILE)
-    if meta.get("format") != FORMAT:
-        raise CorruptFileError(
-            f"{path / PACK_FILE}: format {meta.get('format')}, expected {FORMAT}"
-        )
+    missing = [
+        k
+        for k in ("format", "name", "count", "shape", "classes", "labels", "names")
+        if k not in meta
+    ]
+    if missing:
+        raise CorruptFileError(f"{path / PACK_FILE} lacks {', '.join(missing)}")
+    if meta["format"] != FORMAT:
+        raise CorruptFileError(f"{path / PACK_FILE}: format {meta['format']}, expected {FORMAT}")
     images = PackedImages(path / IMAGES_FILE)
     if len(images) != meta["count"] or list(images.row_shape) != meta["shape"][1:]:
         raise CorruptFileError(
             f"{path / IMAGES_FILE} holds {images.shape} images but {PACK_FILE} says "
             f"{meta['count']} of {meta['shape'][1:]}"
         )
+    listed = [len(meta["names"])] + ([] if meta["labels"] is None else [len(meta["labels"])])
+    if any(n != meta["count"] for n in listed):
+        raise CorruptFileError(f"{path / PACK_FILE}: {meta['count']} images but lists of {listed}")
     labels = None if meta["labels"] is None else np.asarray(meta["labels"], dtype=np.int64)
     return ImageSet(images, labels, tuple(meta["classes"]), name or meta["name"])
 
@@ -105,7 +113,7 @@ def set_source(data: ImageSet, size: tuple[int, int] | None, rule: str, origin: 
     """An ImageSet already read (CIFAR pickles, npz, the generated sets), optionally resized."""
     height, width = size or data.image_size
 
-    def rows(start: int, skipped: list[str]) -> Iterator[tuple[int, np.ndarray | None]]:
+    def rows(start: int, skipped: list[int]) -> Iterator[tuple[int, np.ndarray | None]]:
         for i in range(start, len(data)):
             image = np.asarray(data.images[i])
             if image.shape[:2] != (height, width):
@@ -119,7 +127,12 @@ def set_source(data: ImageSet, size: tuple[int, int] | None, rule: str, origin: 
         labels=data.labels,
         classes=data.classes,
         image_shape=(height, width, 3),
-        signature={"source": origin, "count": len(data), "fingerprint": data.fingerprint()},
+        signature={
+            "source": origin,
+            "count": len(data),
+            "fingerprint": data.fingerprint(),
+            "resize": rule,
+        },
         rows=rows,
     )
 
@@ -136,24 +149,27 @@ def file_source(
     listed = list_image_files(path)
     if not listed:
         raise DatasetNotFoundError(f"{path}: no image files")
-    order = sorted(range(len(listed)), key=lambda i: listed[i][0])
+    order = sorted(range(len(listed)), key=lambda i: listed[i][0])  # stable: like load_images
     names = [listed[i][0] for i in order]
-    position = {file_name: p for p, file_name in enumerate(names)}
+    position = np.empty(len(order), dtype=np.int64)  # of the i-th file read, in the packed order
+    position[order] = np.arange(len(order))
     shown = strip_wrappers(names) if is_archive(path) else names
     labels, classes = labels_from_layout(shown, layout, path)
 
-    def rows(start: int, skipped: list[str]) -> Iterator[tuple[int, np.ndarray | None]]:
+    def rows(start: int, skipped: list[int]) -> Iterator[tuple[int, np.ndarray | None]]:
         for index, file in enumerate(walk_image_files(path)):
             if index < start:
                 continue
+            if index >= len(position) or file.name != names[position[index]]:
+                raise CorruptFileError(f"{path} changed while it was packed (at {file.where})")
             try:
                 image = decode_image(read_image_file(file), file.where, size, rule)
             except CorruptFileError:
                 if not skip_corrupt:
                     raise
-                skipped.append(file.name)
+                skipped.append(int(position[index]))
                 image = None
-            yield position[file.name], image
+            yield int(position[index]), image
 
     listing = hashlib.sha256("\n".join(f"{n}\t{s}" for n, s in sorted(listed)).encode())
     return Source(
@@ -163,7 +179,13 @@ def file_source(
         labels=labels,
         classes=classes,
         image_shape=(size[0], size[1], 3),
-        signature={"source": str(path.resolve()), "listing": listing.hexdigest()[:16]},
+        signature={
+            "source": str(path.resolve()),
+            "listing": listing.hexdigest()[:16],
+            "resize": rule,
+            "layout": layout,
+            "skip_corrupt": skip_corrupt,
+        },
         rows=rows,
     )
 
@@ -190,7 +212,7 @@ def pack(source: Source, out_dir: str | Path, progress: bool = True) -> Path:
         files.write_json(work / PROGRESS_FILE, state)
     offset = read_header(partial)[2]
     row_bytes = int(np.prod(source.image_shape))
-    skipped: list[str] = list(state["skipped"])
+    skipped: list[int] = list(state["skipped"])
     done = state["done"]
     with (
         open(partial, "r+b") as out,
@@ -219,7 +241,13 @@ def pack(source: Source, out_dir: str | Path, progress: bool = True) -> Path:
                 )
         out.flush()
         os.fsync(out.fileno())
-    finish(source, work, skipped)
+    if done != len(source.names):
+        raise CorruptFileError(
+            f"{source.description}: {done} images read but {len(source.names)} listed; it changed "
+            f"while it was packed. Remove {work} and pack again"
+        )
+    files.write_json(work / PROGRESS_FILE, signature | {"done": done, "skipped": skipped})
+    finish(source, work, sorted(skipped))
     os.replace(work, out_dir)
     return out_dir
 
@@ -237,15 +265,14 @@ def resume_state(work: Path, signature: dict[str, Any]) -> dict[str, Any]:
     return signature | {"done": 0, "skipped": []}
 
 
-def finish(source: Source, work: Path, skipped: list[str]) -> None:
-    """Drop the rows of skipped files, then write pack.json with the checksums."""
-    names, labels = source.names, source.labels
-    if skipped:
-        left_out = set(skipped)
-        keep = np.flatnonzero([n not in left_out for n in names])
+def finish(source: Source, work: Path, skipped: list[int]) -> None:
+    """Drop the rows of skipped files (once: a resumed finish finds them dropped), then write
+    pack.json with the checksums."""
+    keep = np.setdiff1d(np.arange(len(source.names)), skipped)
+    names = [source.names[i] for i in keep]
+    labels = None if source.labels is None else source.labels[keep]
+    if len(PackedImages(work / IMAGES_FILE)) != len(keep):
         compact(work / IMAGES_FILE, keep)
-        names = [names[i] for i in keep]
-        labels = None if labels is None else labels[keep]
     images = PackedImages(work / IMAGES_FILE)
     sha256, sha1 = hashlib.sha256(), hashlib.sha1()
     for chunk in iter_chunks(images):
@@ -260,7 +287,7 @@ def finish(source: Source, work: Path, skipped: list[str]) -> None:
         "classes": list(source.classes),
         "labels": None if labels is None else labels.tolist(),
         "names": names,
-        "skipped": skipped,
+        "skipped": [source.names[i] for i in skipped],
         "pixels_sha256": sha256.hexdigest(),
         "fingerprint": sha1.hexdigest()[:12],
     }

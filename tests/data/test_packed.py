@@ -96,20 +96,27 @@ def test_the_generated_sets_pack_at_any_size_as_they_load(tmp_path):
         assert_same_set(load_packed(out), load_dataset(name, size=24))
 
 
-def test_an_interrupted_pack_resumes_where_it_stopped(class_folders, tmp_path, monkeypatch):
+def interrupt_decoding(monkeypatch, at: int) -> list[str]:
+    """Progress saved every 4 images, and Ctrl-C at the `at`-th decoded image; returns the list
+    of the sources decoded (which keeps growing after the interruption)."""
     import leaveout.data.packed as packed
 
     monkeypatch.setattr(packed, "CHECKPOINT_EVERY", 4)
-    decoded = []
+    decoded: list[str] = []
     real = packed.decode_image
 
     def decode(*args, **kwargs):
         decoded.append(args[1])
-        if len(decoded) == 11:
+        if len(decoded) == at:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
     monkeypatch.setattr(packed, "decode_image", decode)
+    return decoded
+
+
+def test_an_interrupted_pack_resumes_where_it_stopped(class_folders, tmp_path, monkeypatch):
+    decoded = interrupt_decoding(monkeypatch, at=11)
     out = tmp_path / "packed"
     with pytest.raises(KeyboardInterrupt):
         pack_dataset(str(class_folders), out, size=(16, 16), progress=False)
@@ -236,17 +243,8 @@ def test_archive_members_with_one_name_each_get_their_row(tmp_path):
 def test_another_resize_rule_does_not_resume_a_pack(class_folders, tmp_path, monkeypatch):
     import leaveout.data.packed as packed
 
-    monkeypatch.setattr(packed, "CHECKPOINT_EVERY", 4)
-    calls = []
     real = packed.decode_image
-
-    def stop_at_six(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 6:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(packed, "decode_image", stop_at_six)
+    interrupt_decoding(monkeypatch, at=6)
     with pytest.raises(KeyboardInterrupt):
         pack_dataset(str(class_folders), tmp_path / "p", size=(16, 16), resize="center-crop")
     monkeypatch.setattr(packed, "decode_image", real)

@@ -267,3 +267,13 @@ def test_a_pack_stopped_after_dropping_skipped_rows_finishes(class_folders, tmp_
     with pytest.warns(Warning):
         expected = load_images(class_folders, size=16, skip_corrupt=True)
     assert_same_set(load_packed(out), expected)
+
+
+def test_a_packed_set_is_hashed_once(class_folders, tmp_path, monkeypatch):
+    import leaveout.data.imageset as imageset
+
+    out = pack_dataset(str(class_folders), tmp_path / "p", size=(16, 16), progress=False)
+    packed = load_packed(out)
+    first, in_memory = packed.fingerprint(), load_images(class_folders, size=16).fingerprint()
+    monkeypatch.setattr(imageset, "iter_chunks", lambda *a: pytest.fail("read again"))
+    assert packed.fingerprint() == first == in_memory

@@ -124,6 +124,8 @@ class BatchStream:
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         order = self.order(epoch)
+        if isinstance(self.images, torch.Tensor):
+            order = order.to(self.images.device)  # once per epoch, not per batch
         gen = torch.Generator().manual_seed(derive_seed(self.seed, epoch, 1))
         global_batches = [
             order[step * self.batch_size : (step + 1) * self.batch_size]

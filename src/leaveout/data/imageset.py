@@ -87,9 +87,14 @@ class ImageSet:
     def fingerprint(self) -> str:
         """A short digest of the pixels (cache keys: the same images give the same key, packed
         or in memory)."""
+        known = self.__dict__.get("packed_fingerprint")
+        if known is not None:  # a packed set's file does not change under it: read it once
+            return known
         digest = hashlib.sha1()
         for chunk in self.chunks():
             digest.update(np.ascontiguousarray(chunk).data)
+        if self.is_packed:
+            self.__dict__["packed_fingerprint"] = digest.hexdigest()[:12]
         return digest.hexdigest()[:12]
 
     def class_counts(self) -> np.ndarray:

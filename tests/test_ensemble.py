@@ -123,3 +123,19 @@ def test_missing_member_weights_say_which(digits_run, tmp_path):
     with pytest.raises(RunNotFoundError, match="training run"):
         LeaveOutEnsemble.load(tmp_path / "nothing")
     assert RunDir(partial).exists()
+
+
+def test_bf16_classification_runs_every_member_in_autocast(ensemble, images):
+    x, _ = images
+    (batch,) = list(ensemble.batches(x, len(x)))
+    expected = np.zeros((len(x), ensemble.num_classes))
+    for m, member in enumerate(ensemble.members):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = member(batch)
+        assert logits.dtype == torch.bfloat16
+        expected[:, list(ensemble.kept_classes(m))] += torch.softmax(logits.double(), 1).numpy()
+    expected /= ensemble.k
+    proba = ensemble.predict_proba(x, amp="bf16")
+    np.testing.assert_allclose(proba, expected, rtol=1e-9, atol=1e-12)
+    assert np.abs(proba - ensemble.predict_proba(x)).max() > 1e-6  # not the float32 result
+    assert (ensemble.classify(x, amp="bf16") == proba.argmax(1)).all()

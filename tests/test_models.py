@@ -163,3 +163,21 @@ def test_airnet_takes_other_sizes_and_exposes_features():
     assert model(x).shape == (2, 4)
     assert model.forward_features(x).shape == (2, 64)
     torch.testing.assert_close(model.classifier(model.forward_features(x)), model(x))
+
+
+def test_gelu_on_channels_last_memory_equals_gelu_and_keeps_the_layout():
+    from leaveout.models import GELU
+
+    torch.manual_seed(0)
+    base = torch.randn(4, 8, 5, 6, dtype=torch.float64)
+    for x in (base.to(memory_format=torch.channels_last), base):
+        x = x.float().requires_grad_(True)
+        y = GELU()(x)
+        assert y.is_contiguous(memory_format=torch.channels_last) == (x.stride(1) == 1)
+        # independent float64 reference: x Phi(x), derivative Phi(x) + x phi(x)
+        x64 = x.detach().double()
+        phi = torch.exp(-(x64**2) / 2) / np.sqrt(2 * np.pi)
+        cdf = 0.5 * (1 + torch.erf(x64 / np.sqrt(2)))
+        torch.testing.assert_close(y.double(), x64 * cdf, rtol=1e-6, atol=1e-6)
+        (grad,) = torch.autograd.grad(y.sum(), x)
+        torch.testing.assert_close(grad.double(), cdf + x64 * phi, rtol=1e-5, atol=1e-6)

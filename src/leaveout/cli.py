@@ -321,7 +321,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     )
     note(args, f"scoring {len(found.names)} images with {args.method}")
     scores = detector.score_samples(found.images)
-    predicted = detector.ensemble.classify(found.images, args.batch_size)
+    predicted = detector.ensemble.classify(found.images, args.batch_size, detector.amp)
     threshold = detector.fitted_threshold()
     rows = [
         {

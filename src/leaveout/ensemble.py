@@ -17,7 +17,7 @@ from torch import nn
 
 from .data.inputs import Images, input_batches
 from .data.transforms import Normalization
-from .devices import resolve_device
+from .devices import Autocast, resolve_device
 from .errors import ShapeError
 from .models import create_model, load_state
 from .partitions import LeaveOutPartition
@@ -138,14 +138,16 @@ class LeaveOutEnsemble:
         return input_batches(x, self.normalization, self.image_size, self.device, batch_size)
 
     @torch.no_grad()
-    def predict_proba(self, x: Images, batch_size: int = 256) -> np.ndarray:
+    def predict_proba(self, x: Images, batch_size: int = 256, amp: str = "none") -> np.ndarray:
         """(N, num_classes) float64: member softmaxes (T = 1, unperturbed) zero-padded at their
         left-out classes, summed and divided by K (rows sum to 1). With `test_flip` each member's
-        softmax is the mean of those of the image and its mirror image."""
+        softmax is the mean of those of the image and its mirror image. amp: "bf16" runs the
+        members in bfloat16 autocast (the softmaxes are still float64)."""
         out = []
+        networks = self.members if amp == "none" else self.autocast_members(amp)
         for batch in self.batches(x, batch_size):
             total = torch.zeros(len(batch), self.num_classes, dtype=torch.float64)
-            for m, member in enumerate(self.members):
+            for m, member in enumerate(networks):
                 probs = F.softmax(member(batch).double(), dim=1)
                 if self.test_flip:
                     probs = (probs + F.softmax(member(batch.flip(3)).double(), dim=1)) / 2
@@ -155,9 +157,13 @@ class LeaveOutEnsemble:
             raise ShapeError("no images to classify")
         return np.concatenate(out)
 
-    def classify(self, x: Images, batch_size: int = 256) -> np.ndarray:
+    def classify(self, x: Images, batch_size: int = 256, amp: str = "none") -> np.ndarray:
         """Class indices (N,) in the full label space (not outlier labels: see the detectors)."""
-        return self.predict_proba(x, batch_size).argmax(axis=1)
+        return self.predict_proba(x, batch_size, amp).argmax(axis=1)
+
+    def autocast_members(self, amp: str) -> list[nn.Module]:
+        """The members run in `amp` autocast ("bf16", "fp16"), returning float32 outputs."""
+        return [Autocast(m, amp, self.device) for m in self.members]
 
     def kept_classes(self, member: int) -> tuple[int, ...]:
         """The dataset classes that member `member` outputs, in its output order."""

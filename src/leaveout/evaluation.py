@@ -135,14 +135,15 @@ def cached_scores(run: RunDir, detector: Detector, set_name: str, data: ImageSet
 
 
 def cached_classes(
-    run: RunDir, ensemble: LeaveOutEnsemble, data: ImageSet, batch_size: int
+    run: RunDir, ensemble: LeaveOutEnsemble, data: ImageSet, batch_size: int, amp: str = "none"
 ) -> np.ndarray:
-    """ensemble.classify(data), cached per weights, flip setting and image content (every
-    method's report on a run states the same accuracy; it is computed once)."""
-    key = f"classes-flip{int(ensemble.test_flip)}-{data.fingerprint()}"
+    """ensemble.classify(data), cached per weights, flip setting, precision and image content
+    (every method's report on a run states the same accuracy; it is computed once)."""
+    precision = "" if amp == "none" else f"-{amp}"
+    key = f"classes-flip{int(ensemble.test_flip)}{precision}-{data.fingerprint()}"
 
     def compute() -> dict[str, torch.Tensor]:
-        return {"classes": torch.from_numpy(ensemble.classify(data, batch_size))}
+        return {"classes": torch.from_numpy(ensemble.classify(data, batch_size, amp))}
 
     return run.cached(ensemble.weights_id, key, compute)["classes"].numpy()
 
@@ -244,7 +245,7 @@ def evaluate(
     say(progress, f"scoring {len(id_report)} ID test images (reporting part)")
     id_scores = cached_scores(run, detector, ID_SET, id_report)
     assert id_report.labels is not None
-    predicted = cached_classes(run, ensemble, id_report, batch_size)
+    predicted = cached_classes(run, ensemble, id_report, batch_size, amp)
     accuracy = float(np.mean(predicted == id_report.labels))
 
     rows, curves = [], {}

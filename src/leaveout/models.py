@@ -273,16 +273,30 @@ def resnet14_w32(num_classes: int, in_channels: int = 3) -> nn.Module:
 # --- airbench-style network (after KellerJordan/cifar10-airbench) ------------------------------------
 
 
+class GELU(nn.GELU):
+    """nn.GELU that runs on a channels_last tensor's memory as one flat contiguous block: torch's
+    GELU kernels are about 1.5x slower on the channels_last layout itself (docs/benchmarks.md)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (
+            x.dim() == 4
+            and not x.is_contiguous()
+            and x.is_contiguous(memory_format=torch.channels_last)
+        ):
+            return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return super().forward(x)
+
+
 class _ConvGroup(nn.Sequential):
     def __init__(self, in_ch: int, out_ch: int) -> None:
         super().__init__(
             nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False),
             nn.MaxPool2d(2),
             nn.BatchNorm2d(out_ch),
-            nn.GELU(),
+            GELU(),
             nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False),
             nn.BatchNorm2d(out_ch),
-            nn.GELU(),
+            GELU(),
         )
 
 
@@ -302,7 +316,7 @@ class AirNet(_Classifier):
         self.whiten = nn.Conv2d(in_channels, 2 * patch, 2, bias=True)
         self.whiten.weight.requires_grad_(False)
         self.features = nn.Sequential(
-            nn.GELU(),
+            GELU(),
             _ConvGroup(2 * patch, widths[0]),
             _ConvGroup(widths[0], widths[1]),
             _ConvGroup(widths[1], widths[2]),

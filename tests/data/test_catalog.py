@@ -164,3 +164,34 @@ def test_catalog_on_shared_data(shared_data):
         assert rows[(name, "all")]["checksum"] == "sha256 ok"
     for name in ("lsun_crop", "lsun_resize", "isun"):
         assert rows[(name, "all")]["status"] == "missing"
+
+
+def test_an_npz_is_decoded_once_per_version_and_every_caller_gets_a_copy(tmp_path, monkeypatch):
+    path = tmp_path / "set.npz"
+    save_npz(ImageSet(random_images(4), None, (), "set"), path)
+    calls = []
+    real = ds.load_npz
+    monkeypatch.setattr(ds, "load_npz", lambda *a: calls.append(a) or real(*a))
+    monkeypatch.setattr(ds, "RECENT", ds.RecentSets())
+    first = load_dataset(str(path))
+    first.images[:] = 0
+    second = load_dataset(str(path))
+    assert len(calls) == 1 and second.images.any()  # decoded once; the change did not leak
+    np.testing.assert_array_equal(second.images, random_images(4))
+    save_npz(ImageSet(random_images(4, seed=1), None, (), "set"), path)
+    again = load_dataset(str(path))  # a new version of the file is decoded again
+    assert len(calls) == 2
+    np.testing.assert_array_equal(again.images, random_images(4, seed=1))
+    with pytest.raises(DatasetNotFoundError, match="gone.npz"):
+        load_dataset(str(tmp_path / "gone.npz"))
+
+
+def test_recent_sets_forget_the_oldest_beyond_their_size():
+    recent, loads = ds.RecentSets(max_bytes=2 * 4 * 32 * 32 * 3), []
+
+    def loader(seed):
+        return lambda: loads.append(seed) or ImageSet(random_images(4, seed=seed), None, (), "x")
+
+    for seed in (0, 1, 0, 2, 1, 0):
+        recent.get(("x", seed), loader(seed))
+    assert loads == [0, 1, 2, 1, 0]  # each load pushes out the set used longest ago

@@ -91,3 +91,18 @@ def test_fits_from_a_loader_and_from_features_equal_the_image_set_fit(ensemble, 
         for a, b in zip(reference.fits_, other.fits_):
             torch.testing.assert_close(a.means, b.means, rtol=1e-5, atol=1e-6)
             torch.testing.assert_close(a.precision, b.precision, rtol=1e-3, atol=1e-3)
+
+
+def test_a_bf16_detector_fits_on_bf16_features(ensemble, sets):
+    train = small_train(sets, 30)
+    fitted_bf16 = create_detector("mahalanobis", ensemble, amp="bf16").fit_statistics(train)
+    x = next(ensemble.batches(train.images, 10_000))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        features = [member.forward_features(x).float() for member in ensemble.members]
+    expected = create_detector("mahalanobis", ensemble).fit_features(
+        features, torch.from_numpy(train.labels)
+    )
+    float32 = create_detector("mahalanobis", ensemble).fit_statistics(train)
+    for a, b, c in zip(fitted_bf16.fits_, expected.fits_, float32.fits_):
+        torch.testing.assert_close(a.means, b.means, rtol=1e-5, atol=1e-6)
+        assert (a.means - c.means).abs().max() > 1e-4  # not the float32 fit

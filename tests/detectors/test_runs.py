@@ -92,3 +92,13 @@ def test_a_damaged_calibration_record_is_named(run):
     run.calibration_path("msp").write_text("[1, 2]")
     with pytest.raises(CorruptFileError, match=r"msp\.json: expected a JSON object"):
         load_detector(run, "msp")
+
+
+def test_cached_statistics_are_kept_apart_by_precision(run):
+    train = run_sets(run)["train"]
+    float32 = load_detector(run, "mahalanobis")
+    bf16 = load_detector(run, "mahalanobis", amp="bf16")  # not the float32 fit from the cache
+    fresh = load_detector(run, "mahalanobis", amp="bf16").fit_statistics(train)
+    for a, b, c in zip(bf16.fits_, fresh.fits_, float32.fits_):
+        assert np.array_equal(a.means.numpy(), b.means.numpy())
+        assert not np.array_equal(a.means.numpy(), c.means.numpy())

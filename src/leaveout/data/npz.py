@@ -53,6 +53,16 @@ def npz_image_count(path: str | Path) -> int:
     return int(shape[0])
 
 
+def npz_checksums(path: str | Path) -> tuple[tuple[str, int, int], ...]:
+    """(array name, CRC-32, size) of every array in an npz, read from the zip directory without
+    decompressing anything: which content the file holds."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return tuple((i.filename, i.CRC, i.file_size) for i in archive.infolist())
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise CorruptFileError(f"{path}: not a readable npz archive ({exc})") from exc
+
+
 def save_npz(data: ImageSet, path: str | Path) -> None:
     """Write `data` atomically in the npz format that `load_npz` reads."""
     arrays: dict[str, np.ndarray] = {"images": data.images}

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import urllib.request
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from ..errors import ConfigError, CorruptFileError, DatasetNotFoundError
 from .cifar import load_cifar
 from .images import count_image_files, load_images, pil_to_array
 from .imageset import ImageSet
-from .npz import load_npz, npz_image_count
+from .npz import load_npz, npz_checksums, npz_image_count
 from .packed import Source, file_source, is_packed, load_packed, pack, pack_info, set_source
 from .synthetic import load_digits, noise_images
 
@@ -254,11 +256,12 @@ def load_dataset(
         if is_packed(path):
             return checked_packed(load_packed(path), size)
         if path.suffix.lower() == ".npz":
-            return resized(load_npz(path), size, resize)
+            return resized(recent_npz(path), size, resize)
         return load_images(path, size=size or 32, resize=resize)
     info = dataset_info(name)
     if info.kind == "noise":
-        return noise_images(name, NOISE_COUNT, seed=seed, size=size or 32)
+        key = ("noise", name, NOISE_COUNT, seed, size or 32)
+        return RECENT.get(key, lambda: noise_images(name, NOISE_COUNT, seed=seed, size=size or 32))
     if info.kind == "embedded":
         return load_digits(size or 16)
     split = check_split(info, split)
@@ -268,13 +271,50 @@ def load_dataset(
     if where.form == "packed":
         return checked_packed(load_packed(where.path, set_name), size)
     if where.form == "npz":
-        data = load_npz(where.path, name=set_name)
+        data = recent_npz(where.path, set_name)
     elif info.kind == "id":
         data = load_cifar(where.path, name, split)
     else:
         rule = "center-crop"
         data = load_images(where.path, size=size or 32, layout="flat", name=name, resize=rule)
     return resized(data, size, "center-crop" if info.kind == "ood" else resize)
+
+
+class RecentSets:
+    """Sets this process decoded lately (npz archives, noise), up to `max_bytes` of images: a
+    script that evaluates several methods decodes each file once. Every caller gets a copy."""
+
+    def __init__(self, max_bytes: int = 1 << 30) -> None:
+        self.max_bytes = max_bytes
+        self.sets: OrderedDict[tuple, ImageSet] = OrderedDict()
+
+    def get(self, key: tuple, load: Callable[[], ImageSet]) -> ImageSet:
+        if key in self.sets:
+            self.sets.move_to_end(key)
+        else:
+            self.sets[key] = load()
+            while len(self.sets) > 1 and self.nbytes() > self.max_bytes:
+                self.sets.popitem(last=False)
+        return copied(self.sets[key])
+
+    def nbytes(self) -> int:
+        return sum(data.images.nbytes for data in self.sets.values())
+
+
+RECENT = RecentSets()
+
+
+def recent_npz(path: Path, name: str | None = None) -> ImageSet:
+    """load_npz(path, name), decoded once per content of the file (its arrays' checksums)."""
+    if not path.is_file():
+        return load_npz(path, name)  # its error names the missing file
+    key = ("npz", str(path.resolve()), npz_checksums(path), name)
+    return RECENT.get(key, lambda: load_npz(path, name))
+
+
+def copied(data: ImageSet) -> ImageSet:
+    labels = None if data.labels is None else data.labels.copy()
+    return ImageSet(data.images.copy(), labels, data.classes, data.name, data.skipped)
 
 
 def resized(data: ImageSet, size: int | None, rule: str) -> ImageSet:

@@ -27,7 +27,6 @@ from torch import nn
 
 from ..data.imageset import ImageSet
 from ..data.inputs import Images, input_length
-from ..devices import Autocast
 from ..ensemble import LeaveOutEnsemble
 from ..errors import ConfigError, NotFittedError, ShapeError
 from ..metrics import auroc, detection_error, fpr_at_tpr, threshold_at_tpr
@@ -194,7 +193,7 @@ class Detector:
         """The members as the scores run them: in `amp` autocast when it is set."""
         if self.amp == "none":
             return list(self.ensemble.members)
-        return [Autocast(m, self.amp, self.ensemble.device) for m in self.ensemble.members]
+        return self.ensemble.autocast_members(self.amp)
 
     def score_samples(self, x: Images) -> np.ndarray:
         """(N,) float64, higher = more in-distribution, at the fitted (else given) settings."""

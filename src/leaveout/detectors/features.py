@@ -61,7 +61,9 @@ class FeatureDetector(Detector):
             reiterable(train, self.name)
 
         def batches() -> Iterator[tuple[int, torch.Tensor]]:
-            for m, features, _ in member_training_features(self.ensemble, train, self.batch_size):
+            for m, features, _ in member_training_features(
+                self.ensemble, train, self.batch_size, self.networks()
+            ):
                 yield m, features
 
         self.statistics_ = self.fitted_statistics(batches)
@@ -165,12 +167,17 @@ def labelled_batches(
 
 @torch.no_grad()
 def member_training_features(
-    ensemble: LeaveOutEnsemble, train: ImageSet | Iterable[Any], batch_size: int
+    ensemble: LeaveOutEnsemble,
+    train: ImageSet | Iterable[Any],
+    batch_size: int,
+    networks: Sequence[nn.Module] | None = None,
 ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """(member index, penultimate features, member labels) for the training images of each
-    member's kept classes, one batch at a time (nothing of the whole set is held)."""
+    member's kept classes, one batch at a time (nothing of the whole set is held). networks: the
+    members as the detector runs them (`Detector.networks()`, e.g. in autocast); default as they
+    are."""
     for x, y in labelled_batches(ensemble, train, batch_size):
-        for m, member in enumerate(ensemble.members):
+        for m, member in enumerate(networks or ensemble.members):
             member_labels = member_label_map(ensemble, m)[y]
             keep = member_labels >= 0
             if keep.any():

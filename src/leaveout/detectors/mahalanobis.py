@@ -110,7 +110,7 @@ class Mahalanobis(Detector):
             GaussianAccumulator(len(ensemble.kept_classes(m))) for m in range(ensemble.k)
         ]
         for m, features, member_labels in member_training_features(
-            ensemble, train, self.batch_size
+            ensemble, train, self.batch_size, self.networks()
         ):
             accumulators[m].add(features, member_labels)
         self.fits_ = [acc.fit(ensemble.device) for acc in accumulators]

@@ -26,10 +26,12 @@ def run_sets(run: RunDir | str | Path, data_root: str | Path | None = None) -> d
 
 
 def cached_statistics(detector: Detector, run: RunDir, train: ImageSet) -> None:
-    """Fit the detector's training statistics, cached per weights and training images."""
+    """Fit the detector's training statistics, cached per weights, precision and training
+    images."""
     if not detector.needs_training_data:
         return
-    key = f"{detector.name}-statistics-{train.fingerprint()}"
+    precision = "" if detector.amp == "none" else f"-{detector.amp}"
+    key = f"{detector.name}-statistics{precision}-{train.fingerprint()}"
     tensors = run.cached(
         detector.ensemble.weights_id, key, lambda: detector.fit_statistics(train).state_dict()
     )

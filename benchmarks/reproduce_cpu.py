@@ -313,6 +313,9 @@ def write_results(
         "",
         targets_table(results, comparisons, wall_minutes, train_seconds, std_state["seconds"]),
         "",
+        "<!-- targets-notes:start -->",
+        "<!-- targets-notes:end -->",
+        "",
         "## OOD detection, one table per set",
     ]
     spread_columns = [f"{n} mean ± sd" for n in ("FPR95", "AUROC")] if seeds > 1 else []
@@ -374,8 +377,9 @@ def write_results(
         "",
     ]
     text = "\n".join(lines)
-    # written by ablation.py and detectors.py (and the reading of the latter, by hand): kept
-    for section in ("ablation", "detectors", "detectors-notes"):
+    # written by ablation.py and detectors.py, and the readings of the targets and of the
+    # detectors, by hand: kept
+    for section in ("targets-notes", "ablation", "detectors", "detectors-notes"):
         kept = read_section(path.read_text(), section) if path.is_file() else None
         if kept:
             text = replace_section(text, section, kept)

@@ -3,7 +3,13 @@ import pytest
 import torch
 from PIL import Image
 
-from leaveout import LeaveOutEnsemble, LeaveOutPartition, RunNotFoundError, ShapeError
+from leaveout import (
+    ConfigError,
+    LeaveOutEnsemble,
+    LeaveOutPartition,
+    RunNotFoundError,
+    ShapeError,
+)
 from leaveout.rundir import RunDir
 
 from .helpers import float64_copies, normalised_float64
@@ -89,6 +95,8 @@ def test_wrong_inputs_are_clear_errors(ensemble):
         ensemble.classify(np.zeros((2, 16, 16, 3), np.int64))
     with pytest.raises(ShapeError, match="path"):
         ensemble.classify("photo.jpg")
+    with pytest.raises(ConfigError, match="amp must be"):
+        ensemble.classify(np.zeros((2, 16, 16, 3), np.uint8), amp="bfloat16")
 
 
 def test_a_hand_built_ensemble_is_put_in_eval_mode(ensemble, images):

@@ -41,6 +41,8 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
 
 def check_amp(device: torch.device, amp: str) -> None:
     """fp16 needs CUDA (loss scaling); bf16 runs on the CPU and on CUDA."""
+    if amp not in ("none", "bf16", "fp16"):
+        raise ConfigError(f"amp must be none, bf16 or fp16, got {amp!r}")
     if amp == "fp16" and device.type != "cuda":
         raise ConfigError("train.amp = 'fp16' needs a CUDA device; use 'bf16' on the CPU")
 

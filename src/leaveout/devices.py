@@ -47,6 +47,11 @@ def check_amp(device: torch.device, amp: str) -> None:
         raise ConfigError("train.amp = 'fp16' needs a CUDA device; use 'bf16' on the CPU")
 
 
+def amp_suffix(amp: str) -> str:
+    """What a cache key or folder name adds for `amp`: nothing for float32, "-bf16" for bf16."""
+    return "" if amp == "none" else f"-{amp}"
+
+
 def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
     """torch.autocast for `amp` ("none", "bf16", "fp16") on `device`."""
     if amp == "none":

@@ -36,6 +36,7 @@ from .detectors import (
     run_sets,
 )
 from .detectors.base import DEFAULT_CALIBRATION_IMAGES, subsample
+from .devices import amp_suffix
 from .ensemble import LeaveOutEnsemble
 from .errors import ConfigError, LeaveoutWarning, ShapeError
 from .metrics import METRIC_NAMES, metric_intervals, ood_metrics, paired_differences
@@ -139,8 +140,7 @@ def cached_classes(
 ) -> np.ndarray:
     """ensemble.classify(data), cached per weights, flip setting, precision and image content
     (every method's report on a run states the same accuracy; it is computed once)."""
-    precision = "" if amp == "none" else f"-{amp}"
-    key = f"classes-flip{int(ensemble.test_flip)}{precision}-{data.fingerprint()}"
+    key = f"classes-flip{int(ensemble.test_flip)}{amp_suffix(amp)}-{data.fingerprint()}"
 
     def compute() -> dict[str, torch.Tensor]:
         return {"classes": torch.from_numpy(ensemble.classify(data, batch_size, amp))}

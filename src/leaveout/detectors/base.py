@@ -27,6 +27,7 @@ from torch import nn
 
 from ..data.imageset import ImageSet
 from ..data.inputs import Images, input_length
+from ..devices import amp_suffix
 from ..ensemble import LeaveOutEnsemble
 from ..errors import ConfigError, NotFittedError, ShapeError
 from ..metrics import auroc, detection_error, fpr_at_tpr, threshold_at_tpr
@@ -369,7 +370,7 @@ class Detector:
     def cache_key(self) -> str:
         """A file-name-safe key of everything that determines the scores."""
         key = self.name + "".join(f"-{k}{_short(v)}" for k, v in self.scoring_params().items())
-        return key if self.amp == "none" else f"{key}-{self.amp}"
+        return key + amp_suffix(self.amp)
 
     def to(self, device: torch.device | str) -> Detector:
         self.ensemble.to(device)

@@ -12,6 +12,7 @@ import torch
 from ..config import RunConfig
 from ..data.imageset import ImageSet
 from ..data.splits import load_run_sets
+from ..devices import amp_suffix
 from ..ensemble import LeaveOutEnsemble
 from ..errors import ConfigError, LeaveoutWarning
 from ..rundir import RunDir
@@ -30,8 +31,7 @@ def cached_statistics(detector: Detector, run: RunDir, train: ImageSet) -> None:
     images."""
     if not detector.needs_training_data:
         return
-    precision = "" if detector.amp == "none" else f"-{detector.amp}"
-    key = f"{detector.name}-statistics{precision}-{train.fingerprint()}"
+    key = f"{detector.name}-statistics{amp_suffix(detector.amp)}-{train.fingerprint()}"
     tensors = run.cached(
         detector.ensemble.weights_id, key, lambda: detector.fit_statistics(train).state_dict()
     )

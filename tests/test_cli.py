@@ -155,6 +155,9 @@ def test_calibrate_prints_the_grid_with_enough_digits(calibrated, capsys):
     assert "0.000313" in out and "0.000625" in out and "keeps 90% of ID validation images" in out
     saved = json.loads((calibrated / "calibration" / "leaveout.json").read_text())
     assert saved["tpr"] == 0.9 and len(saved["grid"]) == 30
+    chosen = next(r for r in saved["grid"] if all(r[k] == v for k, v in saved["params"].items()))
+    assert "chosen_share" in out
+    assert f"wins {100 * chosen['chosen_share']:.0f}% of 200 bootstrap resamples" in out
     assert (
         main(
             [

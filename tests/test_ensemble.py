@@ -137,7 +137,7 @@ def test_bf16_classification_runs_every_member_in_autocast(ensemble, images):
     x, _ = images
     (batch,) = list(ensemble.batches(x, len(x)))
     expected = np.zeros((len(x), ensemble.num_classes))
-    for m, member in enumerate(ensemble.members):
+    for m, member in enumerate(ensemble.networks()):
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             logits = member(batch)
         assert logits.dtype == torch.bfloat16
@@ -147,3 +147,17 @@ def test_bf16_classification_runs_every_member_in_autocast(ensemble, images):
     np.testing.assert_allclose(proba, expected, rtol=1e-9, atol=1e-12)
     assert np.abs(proba - ensemble.predict_proba(x)).max() > 1e-6  # not the float32 result
     assert (ensemble.classify(x, amp="bf16") == proba.argmax(1)).all()
+
+
+def test_inference_runs_folded_copies_and_leaves_the_members_as_given(ensemble, images):
+    x, _ = images
+    (batch,) = list(ensemble.batches(x, len(x)))
+    networks = ensemble.networks()
+    assert ensemble.networks()[0] is networks[0]  # built once
+    for member, network in zip(ensemble.members, networks):
+        assert any(isinstance(m, torch.nn.BatchNorm2d) for m in member.modules())
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in network.modules())
+        with torch.no_grad():
+            torch.testing.assert_close(network(batch), member(batch), rtol=1e-4, atol=1e-5)
+    wrapped = ensemble.networks("bf16")
+    assert [w.network for w in wrapped] == networks

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from leaveout import ConfigError
-from leaveout.models import count_parameters, create_model, list_models
+from leaveout.models import count_parameters, create_model, fold_batchnorm, list_models
 
 
 def densenet_bc_parameters(depth: int, growth: int, classes: int) -> int:
@@ -181,3 +181,60 @@ def test_gelu_on_channels_last_memory_equals_gelu_and_keeps_the_layout():
         torch.testing.assert_close(y.double(), x64 * cdf, rtol=1e-6, atol=1e-6)
         (grad,) = torch.autograd.grad(y.sum(), x)
         torch.testing.assert_close(grad.double(), cdf + x64 * phi, rtol=1e-5, atol=1e-6)
+
+
+def randomize_batchnorm(model: torch.nn.Module, generator: torch.Generator) -> None:
+    """Running statistics and affine parameters far from their initial values."""
+    with torch.no_grad():
+        for bn in [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]:
+            c = bn.num_features
+            bn.running_mean.copy_(torch.randn(c, generator=generator))
+            bn.running_var.copy_(torch.rand(c, generator=generator) * 3 + 0.1)
+            bn.weight.copy_(torch.rand(c, generator=generator) + 0.5)
+            bn.bias.copy_(torch.randn(c, generator=generator))
+
+
+def outputs_and_input_gradient(model, x):
+    x = x.clone().requires_grad_(True)
+    out = model(x)
+    (grad,) = torch.autograd.grad(out.square().sum(), x)
+    return out.detach(), grad
+
+
+@pytest.mark.parametrize("name", ["airnet_small", "digits_cnn"])
+def test_folded_batchnorm_computes_the_same_function(name):
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    model = create_model(name, 5).double()
+    randomize_batchnorm(model, g)
+    model.eval()
+    folded = fold_batchnorm(model)
+    x = torch.randn(4, 3, 32, 32, generator=g, dtype=torch.float64)
+    out, grad = outputs_and_input_gradient(model, x)
+    folded_out, folded_grad = outputs_and_input_gradient(folded, x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    torch.testing.assert_close(folded_out, out, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(folded_grad, grad, rtol=1e-9, atol=1e-12)
+    # the model itself is untouched
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) > 0
+    torch.testing.assert_close(model(x), out)
+
+
+def test_batchnorm_after_max_pooling_with_a_negative_scale_is_not_folded():
+    g = torch.Generator().manual_seed(1)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.MaxPool2d(2), torch.nn.BatchNorm2d(4)
+    ).double()
+    randomize_batchnorm(net, g)
+    with torch.no_grad():
+        net[2].weight[1] = -0.7  # max(-a) = -min(a): the pooling does not commute
+    net.eval()
+    folded = fold_batchnorm(net)
+    assert isinstance(folded[2], torch.nn.BatchNorm2d)
+    x = torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(folded(x), net(x), rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        net[2].weight[1] = 0.7
+    folded = fold_batchnorm(net)
+    assert isinstance(folded[2], torch.nn.Identity) and folded[0].bias is not None
+    torch.testing.assert_close(folded(x), net(x), rtol=1e-10, atol=1e-10)

@@ -126,6 +126,24 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def selection_note(grid: list[dict[str, Any]], chosen: dict[str, Any]) -> str:
+    """How stable the choice is: its share of bootstrap resamples (column chosen_share)."""
+    from .detectors.base import SELECTION_RESAMPLES
+
+    row = next(r for r in grid if all(r.get(k) == v for k, v in chosen.items()))
+    share = 100 * row["chosen_share"]
+    note = (
+        f"the choice wins {share:.0f}% of {SELECTION_RESAMPLES} bootstrap resamples of the "
+        "validation images (chosen_share)"
+    )
+    if share < 50:
+        note += (
+            ": the points that win the others are near-ties on these images, and test sets may "
+            "rank them differently (more validation images narrow it)"
+        )
+    return note
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .detectors import calibrate, create_detector, run_sets, transfer_calibration
     from .detectors.runs import cached_statistics
@@ -163,15 +181,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     keys = list(detector.grid_points()[0])
     rows = [
         {k: format_number(r[k]) for k in keys}
-        | {m: f"{100 * r[m]:.2f}" for m in ("FPR95", "DetErr", "AUROC")}
+        | {m: f"{100 * r[m]:.2f}" for m in ("FPR95", "DetErr", "AUROC", "chosen_share")}
         for r in detector.grid_
     ]
-    print(text_table(rows, [*keys, "FPR95", "DetErr", "AUROC"]))
+    print(text_table(rows, [*keys, "FPR95", "DetErr", "AUROC", "chosen_share"]))
     chosen = ", ".join(f"{k} = {format_number(v)}" for k, v in detector.hyperparameters().items())
     print(
         f"\n{args.method}: chosen on {detector.validation_} by {args.criterion}: {chosen}; "
         f"threshold {format_number(detector.threshold_)} keeps {100 * args.tpr:g}% of ID validation images"
     )
+    print(selection_note(detector.grid_, detector.hyperparameters()))
     print(f"saved to {path}")
     for other in args.also:
         print(

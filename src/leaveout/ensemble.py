@@ -19,7 +19,7 @@ from .data.inputs import Images, input_batches
 from .data.transforms import Normalization
 from .devices import Autocast, resolve_device
 from .errors import ShapeError
-from .models import create_model, load_state
+from .models import create_model, fold_batchnorm, load_state
 from .partitions import LeaveOutPartition
 from .rundir import RunDir
 
@@ -56,6 +56,7 @@ class LeaveOutEnsemble:
             )
         self.device = resolve_device(device)
         self.members = [self.prepared(m) for m in members]
+        self.folded: list[nn.Module] | None = None  # built by `networks` when first needed
         self.classes = tuple(classes)
         for m, member in enumerate(self.members):
             outputs = getattr(getattr(member, "classifier", None), "out_features", None)
@@ -131,6 +132,7 @@ class LeaveOutEnsemble:
     def to(self, device: torch.device | str) -> LeaveOutEnsemble:
         self.device = resolve_device(device)
         self.members = [self.prepared(m) for m in self.members]
+        self.folded = None
         return self
 
     def batches(self, x: Images, batch_size: int = 256) -> Iterator[torch.Tensor]:
@@ -144,7 +146,7 @@ class LeaveOutEnsemble:
         softmax is the mean of those of the image and its mirror image. amp: "bf16" runs the
         members in bfloat16 autocast (the softmaxes are still float64)."""
         out = []
-        networks = self.members if amp == "none" else self.autocast_members(amp)
+        networks = self.networks(amp)
         for batch in self.batches(x, batch_size):
             total = torch.zeros(len(batch), self.num_classes, dtype=torch.float64)
             for m, member in enumerate(networks):
@@ -161,9 +163,15 @@ class LeaveOutEnsemble:
         """Class indices (N,) in the full label space (not outlier labels: see the detectors)."""
         return self.predict_proba(x, batch_size, amp).argmax(axis=1)
 
-    def autocast_members(self, amp: str) -> list[nn.Module]:
-        """The members run in `amp` autocast ("bf16", "fp16"), returning float32 outputs."""
-        return [Autocast(m, amp, self.device) for m in self.members]
+    def networks(self, amp: str = "none") -> list[nn.Module]:
+        """The members as inference runs them: BatchNorm folded into the convolutions
+        (`models.fold_batchnorm`, copies: `members` stay as given) and, with amp "bf16" or "fp16",
+        run in that autocast with float32 outputs."""
+        if self.folded is None:
+            self.folded = [fold_batchnorm(m) for m in self.members]
+        if amp == "none":
+            return list(self.folded)
+        return [Autocast(m, amp, self.device) for m in self.folded]
 
     def kept_classes(self, member: int) -> tuple[int, ...]:
         """The dataset classes that member `member` outputs, in its output order."""

@@ -144,3 +144,38 @@ def test_calibration_records_round_trip(ensemble, sets):
     assert (again.threshold_, again.tpr) == (fitted.threshold_, 0.9)
     x = sets["test"].images[:20]
     np.testing.assert_array_equal(again.predict(x), fitted.predict(x))
+
+
+def test_selection_shares_count_how_often_each_point_wins_a_resample():
+    from leaveout.detectors.base import selection_shares
+
+    rng = np.random.default_rng(0)
+    ids, oods = rng.normal(1.0, 1.0, (3, 400)), rng.normal(0.0, 1.0, (3, 400))
+    ids[0], oods[0] = rng.uniform(2, 3, 400), rng.uniform(0, 1, 400)  # separates perfectly
+    shares = selection_shares([(ids, oods)], "fpr95", resamples=50)
+    assert shares == [1.0, 0.0, 0.0]
+    # two copies of one point: a tie, which best_row gives to the earlier point every time
+    same = selection_shares([(ids[[1, 1]], oods[[1, 1]])], "auroc", resamples=20)
+    assert same == [1.0, 0.0]
+    # two points of equal quality on different images: each wins part of the resamples
+    a = (rng.normal(1.0, 1.0, (1, 400)), rng.normal(0.0, 1.0, (1, 400)))
+    b = (rng.normal(1.0, 1.0, (1, 400)), rng.normal(0.0, 1.0, (1, 400)))
+    pair = (np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]]))
+    split = selection_shares([pair], "auroc", resamples=200)
+    assert sum(split) == pytest.approx(1.0) and min(split) > 0.05
+    assert selection_shares([pair], "auroc", resamples=200) == split  # seeded
+
+
+def test_calibration_records_how_stable_the_choice_is(ensemble, sets):
+    space = {"temperature": (1.0, 1000.0), "epsilon": (0.0, 0.002)}
+    detector = create_detector("leaveout", ensemble, search_space=space)
+    detector.fit_left_out(sets["val"], max_images=200)
+    shares = [row["chosen_share"] for row in detector.grid_]
+    assert sum(shares) == pytest.approx(1.0)
+    chosen = next(
+        r
+        for r in detector.grid_
+        if r["temperature"] == detector.temperature_ and r["epsilon"] == detector.epsilon_
+    )
+    assert chosen["chosen_share"] > 0  # the full-sample winner also wins some resamples
+    assert detector.calibration_record()["grid"] == detector.grid_

@@ -53,7 +53,7 @@ def test_member_scores_are_float64_from_the_logits(ensemble, sets):
     expected = np.zeros(len(images))
     with torch.no_grad():
         batch = next(ensemble.batches(images, 1000))
-        for member in ensemble.members:
+        for member in ensemble.networks():  # the logits as scoring computes them
             z = member(batch).double().numpy() / 5000.0
             z = z - z.max(1, keepdims=True)
             q = np.exp(z) / np.exp(z).sum(1, keepdims=True)
@@ -72,7 +72,7 @@ def test_member_score_against_a_hand_worked_example():
 def test_eps_zero_is_the_unperturbed_score(ensemble, images):
     with torch.no_grad():
         batch = next(ensemble.batches(images, 1000))
-        expected = sum(member_score(m(batch).double(), 10.0) for m in ensemble.members)
+        expected = sum(member_score(m(batch).double(), 10.0) for m in ensemble.networks())
     np.testing.assert_allclose(
         leaveout(ensemble, 10.0, 0.0).score_samples(images), expected.numpy(), rtol=1e-12
     )

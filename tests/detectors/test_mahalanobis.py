@@ -83,7 +83,7 @@ def test_fits_from_a_loader_and_from_features_equal_the_image_set_fit(ensemble, 
     streamed = create_detector("mahalanobis", ensemble).fit_statistics(loader)
     with torch.no_grad():
         x = next(ensemble.batches(train.images, 10_000))
-        features = [member.forward_features(x) for member in ensemble.members]
+        features = [member.forward_features(x) for member in ensemble.networks()]
     direct = create_detector("mahalanobis", ensemble).fit_features(
         features, torch.from_numpy(train.labels)
     )
@@ -98,7 +98,7 @@ def test_a_bf16_detector_fits_on_bf16_features(ensemble, sets):
     fitted_bf16 = create_detector("mahalanobis", ensemble, amp="bf16").fit_statistics(train)
     x = next(ensemble.batches(train.images, 10_000))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        features = [member.forward_features(x).float() for member in ensemble.members]
+        features = [member.forward_features(x).float() for member in ensemble.networks()]
     expected = create_detector("mahalanobis", ensemble).fit_features(
         features, torch.from_numpy(train.labels)
     )

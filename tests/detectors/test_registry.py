@@ -79,7 +79,7 @@ def test_the_architecture_pages_detector_example_is_one_working_file(ensemble, s
         images = sets["test"].images[:20]
         with torch.no_grad():
             x = next(ensemble.batches(images))
-            expected = sum(m(x).double().amax(1).numpy() / 2.0 for m in ensemble.members)
+            expected = sum(m(x).double().amax(1).numpy() / 2.0 for m in ensemble.networks())
         np.testing.assert_allclose(detector.score_samples(images), expected, rtol=1e-12)
         assert "maxlogit" in list_detectors()
     finally:

@@ -81,7 +81,7 @@ def test_streamed_and_precomputed_fits_agree_and_an_iterator_is_refused(ensemble
     streamed = create_detector("vim", ensemble).fit_statistics(loader)
     with torch.no_grad():
         x = next(ensemble.batches(train.images, 10_000))
-        features = [member.forward_features(x) for member in ensemble.members]
+        features = [member.forward_features(x) for member in ensemble.networks()]
     direct = create_detector("vim", ensemble).fit_features(features, torch.from_numpy(train.labels))
     np.testing.assert_allclose(
         streamed.score_samples(images), direct.score_samples(images), rtol=1e-6

@@ -83,13 +83,13 @@ def test_scores_equal_pytorch_oods_detectors_on_the_same_network(setup, ours, th
     _, single, _, x = setup
     name, params = ours
     wrapped = PytorchOODDetector(create_detector(name, single, **params))
-    reference = theirs(single.members[0], list(single.normalization.std))
+    reference = theirs(single.networks()[0], list(single.normalization.std))
     np.testing.assert_allclose(
         wrapped.predict(x).numpy(), reference.predict(x).double().numpy(), rtol=1e-5, atol=1e-6
     )
     if params.get("epsilon", 0.0) == 0.0:
         with torch.no_grad():
-            logits = single.members[0](x)
+            logits = single.networks()[0](x)
         np.testing.assert_allclose(
             wrapped.predict_logits(logits).numpy(), wrapped.predict(x).numpy(), rtol=1e-12
         )
@@ -105,14 +105,14 @@ def test_mahalanobis_orders_like_pytorch_oods(setup):
     member_labels = torch.from_numpy(ensemble.partition.to_member_labels(0, train.labels))
     keep = member_labels >= 0
     with torch.no_grad():
-        features = single.members[0].forward_features(next(single.batches(train.images, 10_000)))
-    theirs = Mahalanobis(single.members[0].forward_features).fit_features(
+        features = single.networks()[0].forward_features(next(single.batches(train.images, 10_000)))
+    theirs = Mahalanobis(single.networks()[0].forward_features).fit_features(
         features[keep], member_labels[keep]
     )
     ours = PytorchOODDetector(create_detector("mahalanobis", single))  # a 6-class network
     ours.fit_features(features[keep], member_labels[keep])
     with torch.no_grad():
-        test_features = single.members[0].forward_features(x)
+        test_features = single.networks()[0].forward_features(x)
     a = ours.predict_features(test_features).numpy()
     b = theirs.predict_features(test_features).double().numpy()
     # pytorch-ood does not divide the covariance by N and adds a ridge: same order, other scale
@@ -127,7 +127,7 @@ def member_features(setup):
     train = sets["train"]
     member_labels = torch.from_numpy(ensemble.partition.to_member_labels(0, train.labels))
     keep = member_labels >= 0
-    network = single.members[0]
+    network = single.networks()[0]
     with torch.no_grad():
         features = network.forward_features(next(single.batches(train.images, 10_000)))
         test_features = network.forward_features(x)
@@ -204,7 +204,7 @@ def test_ash_equals_pytorch_oods(setup, member_features, variant):
 def test_gen_equals_pytorch_oods_up_to_its_mean(setup):
     _, single, _, x = setup
     with torch.no_grad():
-        logits = single.members[0](x)
+        logits = single.networks()[0](x)
     ours = PytorchOODDetector(create_detector("gen", single, gamma=0.1, top_classes=100))
     theirs = GEN(None, gamma=0.1, M=None).predict_logits(logits).double().numpy()
     # pytorch-ood averages over the top M instead of summing, and clamps the probabilities to

@@ -30,7 +30,7 @@ from ..data.inputs import Images, input_length
 from ..devices import amp_suffix
 from ..ensemble import LeaveOutEnsemble
 from ..errors import ConfigError, NotFittedError, ShapeError
-from ..metrics import auroc, detection_error, fpr_at_tpr, threshold_at_tpr
+from ..metrics import auroc, bootstrap_metrics, detection_error, fpr_at_tpr, threshold_at_tpr
 from .perturb import Objective, stepped_logit_scores
 
 PAPER_TEMPERATURES = (1.0, 10.0, 100.0, 1000.0, 5000.0)
@@ -38,6 +38,7 @@ PAPER_EPSILONS = (0.0, 0.000313, 0.000625, 0.00125, 0.002, 0.003)
 CRITERIA = ("fpr95", "auroc", "deterr")
 SCORING_AMP = ("none", "bf16")  # fp16 is left out: the input gradient at large T underflows it
 DEFAULT_CALIBRATION_IMAGES = 2000  # at most this many validation images per side and member
+SELECTION_RESAMPLES = 200  # bootstrap resamples that measure how stable a grid choice is
 VALIDATION_METRICS = ("FPR95", "DetErr", "AUROC")
 
 Point = dict[str, Any]
@@ -191,10 +192,8 @@ class Detector:
         return np.concatenate(out, axis=1)
 
     def networks(self) -> list[nn.Module]:
-        """The members as the scores run them: in `amp` autocast when it is set."""
-        if self.amp == "none":
-            return list(self.ensemble.members)
-        return self.ensemble.autocast_members(self.amp)
+        """The members as the scores run them (`LeaveOutEnsemble.networks`, in `amp`)."""
+        return self.ensemble.networks(self.amp)
 
     def score_samples(self, x: Images) -> np.ndarray:
         """(N,) float64, higher = more in-distribution, at the fitted (else given) settings."""
@@ -272,6 +271,8 @@ class Detector:
         points = self.grid_points()
         id_grid, ood_grid = self.score_grid(id_val, points), self.score_grid(ood_val, points)
         rows = [p | validation_metrics(i, o) for p, i, o in zip(points, id_grid, ood_grid)]
+        shares = selection_shares([(id_grid, ood_grid)], self.criterion)
+        rows = [row | {"chosen_share": share} for row, share in zip(rows, shares)]
         best = best_row(rows, self.criterion)
         self.set_fitted(dict(points[best]), rows, "the given ID / OOD validation pair")
         self.threshold_ = threshold_at_tpr(id_grid[best], self.tpr)
@@ -300,7 +301,7 @@ class Detector:
             )
         self.prepare(train)
         points = self.grid_points()
-        per_member, sizes = [], []
+        per_member, sizes, pairs = [], [], []
         for m in range(self.ensemble.k):
             left_out = np.isin(validation.labels, partition.left_out(m))
             view = self.member_view(m)
@@ -310,6 +311,7 @@ class Detector:
             sizes.append([len(side) for side in sides])
             grids = [view.score_grid(validation.images[side], points) for side in sides]
             per_member.append([validation_metrics(i, o) for i, o in zip(*grids)])
+            pairs.append(grids)
         rows = [
             point
             | {
@@ -318,6 +320,8 @@ class Detector:
             }
             for i, point in enumerate(points)
         ]
+        shares = selection_shares(pairs, self.criterion)
+        rows = [row | {"chosen_share": share} for row, share in zip(rows, shares)]
         best = best_row(rows, self.criterion)
         n_id, n_out = np.mean(sizes, axis=0).round().astype(int)
         how = (
@@ -402,6 +406,29 @@ def best_row(rows: Sequence[dict[str, Any]], criterion: str) -> int:
         return (row["DetErr"], -row["AUROC"])
 
     return min(range(len(rows)), key=key)
+
+
+def selection_shares(
+    pairs: Sequence[Sequence[np.ndarray]],
+    criterion: str,
+    resamples: int = SELECTION_RESAMPLES,
+    seed: int = 0,
+) -> list[float]:
+    """How often each grid point would be chosen on bootstrap resamples of the validation images.
+
+    pairs: one (ID scores (P, n_id), OOD scores (P, n_ood)) per validation pair (per member on
+    left-out classes), P grid points scored on the same images. Each resample draws every pair's
+    ID and OOD images with replacement, scores all points on the same draw, averages the metrics
+    over pairs as the selection does and picks by `best_row`. Returns P fractions summing to 1:
+    a chosen point with a small share was a near-tie on these images.
+    """
+    samples = [bootstrap_metrics(i, o, resamples, seed + n) for n, (i, o) in enumerate(pairs)]
+    mean = {key: np.mean([s[key] for s in samples], axis=0) for key in VALIDATION_METRICS}
+    wins = np.zeros(len(mean["AUROC"][0]))
+    for r in range(resamples):
+        rows = [{key: mean[key][r, p] for key in VALIDATION_METRICS} for p in range(len(wins))]
+        wins[best_row(rows, criterion)] += 1
+    return list(wins / resamples)
 
 
 def check_points(points: Sequence[Point]) -> None:

@@ -174,10 +174,10 @@ def member_training_features(
 ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """(member index, penultimate features, member labels) for the training images of each
     member's kept classes, one batch at a time (nothing of the whole set is held). networks: the
-    members as the detector runs them (`Detector.networks()`, e.g. in autocast); default as they
-    are."""
+    members as the detector runs them (`Detector.networks()`, e.g. in autocast); default
+    `ensemble.networks()`."""
     for x, y in labelled_batches(ensemble, train, batch_size):
-        for m, member in enumerate(networks or ensemble.members):
+        for m, member in enumerate(networks or ensemble.networks()):
             member_labels = member_label_map(ensemble, m)[y]
             keep = member_labels >= 0
             if keep.any():

@@ -7,7 +7,9 @@ ours:        the "leaveout" detector's score_samples: batched, input gradient on
 naive:       the same score written as ODIN's code does it: one member at a time over the data,
              parameter gradients enabled and accumulated by loss.backward(), at batch 1 and 128.
 bare 3 fwd:  three plain forward passes per member on the same batches (no gradient at all),
-             the floor that one forward + backward + forward costs at least.
+             the floor that one forward + backward + forward costs at least; once with the
+             members as trained and once with the BatchNorm-folded copies that ours runs
+             (`ensemble.networks()`), the floor of ours itself.
 
     python benchmarks/scoring.py [--run runs/cpu-cifar10] [--data-root ../shared/data]
 The run's trained members (best weights) are timed; a missing run is trained first with the
@@ -84,10 +86,10 @@ def naive_scores(ensemble: LeaveOutEnsemble, x: torch.Tensor, batch: int) -> np.
 
 
 @torch.no_grad()
-def bare_forwards(ensemble: LeaveOutEnsemble, x: torch.Tensor, batch: int) -> None:
+def bare_forwards(networks: list[torch.nn.Module], x: torch.Tensor, batch: int) -> None:
     for start in range(0, len(x), batch):
         xb = x[start : start + batch]
-        for member in ensemble.members:
+        for member in networks:
             for _ in range(3):
                 member(xb)
 
@@ -127,7 +129,10 @@ def timings(ensemble: LeaveOutEnsemble, images: np.ndarray, args: argparse.Names
         f"naive (batch {b})": rate(lambda: naive_scores(ensemble, x, b), len(x)),
         "naive (batch 1)": rate(lambda: naive_scores(ensemble, x[:n1], 1), n1, repeats=1),
         f"bare 3 forwards/member, float32 (batch {b})": rate(
-            lambda: bare_forwards(ensemble, x, b), len(x)
+            lambda: bare_forwards(ensemble.members, x, b), len(x)
+        ),
+        f"bare 3 forwards/member, BatchNorm folded, float32 (batch {b})": rate(
+            lambda: bare_forwards(ensemble.networks(), x, b), len(x)
         ),
     }
     naive_rate = results[f"naive (batch {b})"]

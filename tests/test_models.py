@@ -238,3 +238,9 @@ def test_batchnorm_after_max_pooling_with_a_negative_scale_is_not_folded():
     folded = fold_batchnorm(net)
     assert isinstance(folded[2], torch.nn.Identity) and folded[0].bias is not None
     torch.testing.assert_close(folded(x), net(x), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["densenet_bc_100", "tutorial_cnn"])
+def test_a_model_with_nothing_to_fold_is_not_copied(name):
+    model = create_model(name, 4).eval()  # BatchNorm before its convolutions, or none at all
+    assert fold_batchnorm(model) is model

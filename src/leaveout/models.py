@@ -408,21 +408,32 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     """A copy of `model` for inference with each BatchNorm2d merged into the convolution before
     it, in eval mode with frozen weights: the same function up to float rounding, fewer passes
     over memory (the BatchNorm layers are 5-9% of airnet's scoring time, docs/benchmarks.md).
+    A model with nothing to fold is returned itself, not copied (no second set of weights).
 
     Folded where a Sequential holds Conv2d -> BatchNorm2d, or Conv2d -> MaxPool2d -> BatchNorm2d
     when every channel's scale is positive (max pooling commutes with an increasing affine map
     only). Other BatchNorm layers stay as they are.
     """
+    if not foldable_layers(model):
+        return model
     folded = copy.deepcopy(model).eval().requires_grad_(False)
-    for sequence in [m for m in folded.modules() if isinstance(m, nn.Sequential)]:
+    for sequence, i, conv in foldable_layers(folded):
+        merge_batchnorm(conv, sequence[i])
+        sequence[i] = nn.Identity()
+    return folded
+
+
+def foldable_layers(model: nn.Module) -> list[tuple[nn.Sequential, int, nn.Conv2d]]:
+    """(Sequential, index of a BatchNorm2d in it, the convolution it can be merged into)."""
+    found = []
+    for sequence in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
         layers = list(sequence)
         for i, layer in enumerate(layers):
             if isinstance(layer, nn.BatchNorm2d) and layer.track_running_stats:
                 conv = foldable_conv(layers[:i], layer)
                 if conv is not None:
-                    merge_batchnorm(conv, layer)
-                    sequence[i] = nn.Identity()
-    return folded
+                    found.append((sequence, i, conv))
+    return found
 
 
 def batchnorm_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:

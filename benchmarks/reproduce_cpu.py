@@ -31,7 +31,7 @@ from leaveout import files, training
 from leaveout.config import resolve
 from leaveout.data import catalog
 from leaveout.detectors import calibrate, load_detector, run_sets, transfer_calibration
-from leaveout.detectors.base import SELECTION_RESAMPLES
+from leaveout.detectors.base import SELECTION_RESAMPLES, chosen_row
 from leaveout.ensemble import LeaveOutEnsemble
 from leaveout.evaluation import compare, evaluate
 from leaveout.metrics import METRIC_NAMES
@@ -169,11 +169,8 @@ def chosen_params(run_dir: Path, name: str) -> dict:
 def chosen_share(run_dir: Path, name: str) -> str:
     """The share of bootstrap resamples of the validation images in which the chosen point wins."""
     record = RunDir(run_dir).read_calibration(name) or {}
-    params = record.get("params", {})
-    for row in record.get("grid", []):
-        if "chosen_share" in row and all(row.get(k) == v for k, v in params.items()):
-            return f"{100 * row['chosen_share']:.0f}%"
-    return "an unmeasured share"
+    row = chosen_row(record.get("grid", []), record.get("params", {})) or {}
+    return f"{100 * row['chosen_share']:.0f}%" if "chosen_share" in row else "an unmeasured share"
 
 
 def with_interval(row: dict, name: str) -> str:

@@ -128,10 +128,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def selection_note(grid: list[dict[str, Any]], chosen: dict[str, Any]) -> str:
     """How stable the choice is: its share of bootstrap resamples (column chosen_share)."""
-    from .detectors.base import SELECTION_RESAMPLES
+    from .detectors.base import SELECTION_RESAMPLES, chosen_row
 
-    row = next(r for r in grid if all(r.get(k) == v for k, v in chosen.items()))
-    share = 100 * row["chosen_share"]
+    share = 100 * chosen_row(grid, chosen)["chosen_share"]
     note = (
         f"the choice wins {share:.0f}% of {SELECTION_RESAMPLES} bootstrap resamples of the "
         "validation images (chosen_share)"

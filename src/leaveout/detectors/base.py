@@ -408,6 +408,11 @@ def best_row(rows: Sequence[dict[str, Any]], criterion: str) -> int:
     return min(range(len(rows)), key=key)
 
 
+def chosen_row(grid: Sequence[dict[str, Any]], params: Point) -> dict[str, Any] | None:
+    """The row of a calibration grid at the chosen settings `params` (None when absent)."""
+    return next((r for r in grid if all(r.get(k) == v for k, v in params.items())), None)
+
+
 def selection_shares(
     pairs: Sequence[Sequence[np.ndarray]],
     criterion: str,

@@ -317,3 +317,23 @@ def test_a_packed_set_trains_and_evaluates_exactly_as_in_memory_at_64_pixels(tmp
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert results[0]["rows"] == results[1]["rows"]
     assert results[0]["id_accuracy"] == results[1]["id_accuracy"]
+
+
+def test_members_trained_side_by_side_equal_members_trained_one_by_one_on_one_thread(tmp_path):
+    ensemble = digits_config("train.epochs=1", "train.k=2")
+    standard = digits_config("train.epochs=1", 'train.mode="standard"')
+    runs = [(ensemble, tmp_path / "ens"), (standard, tmp_path / "std")]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # one thread for each of the two workers
+        summaries = tr.train_runs(runs, device="cpu", workers=2, progress=False)
+        torch.set_num_threads(1)
+        tr.train(ensemble, tmp_path / "alone", device="cpu", progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert [[s["member"] for s in run] for run in summaries] == [[0, 1], [0]]
+    assert summaries[0][1]["left_out"] != "-" and summaries[1][0]["left_out"] == "-"
+    for member in range(2):
+        a, b = _weights(tmp_path / "ens", member), _weights(tmp_path / "alone", member)
+        assert all(torch.equal(a[k], b[k]) for k in a), f"member {member} differs"
+    assert RunDir(tmp_path / "std").read_state(0)["status"] == "done"

@@ -109,6 +109,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         member=args.member,
         force=args.force,
         progress=not args.quiet,
+        workers=args.workers,
     )
     if World.from_env().main:  # under torchrun, one table
         print(summary_table(summaries))
@@ -624,6 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
         "leaveout train --preset cpu-cifar10 --mode standard --out runs/c10-standard",
         'leaveout train --preset digits --set data.dataset="my_classes/" --out runs/mine',
         "leaveout train --preset cpu-cifar10 --member 2 --out runs/c10   # one member as its own job",
+        "leaveout train --preset cpu-cifar10 --workers 2 --out runs/c10  # two members at a time",
     )
     p.add_argument(
         "--preset", default=None, help=f"settings to start from: {', '.join(list_presets())}"
@@ -645,6 +647,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument(
         "--member", type=int, help="train only this member (members can run as separate jobs)"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="train this many members side by side, each in its own process with an equal share "
+        "of the threads (small networks on a CPU: docs/benchmarks.md)",
     )
     p.add_argument(
         "--force", action="store_true", help="continue a run directory whose settings differ"

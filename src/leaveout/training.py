@@ -4,14 +4,15 @@
 run.json), then trains each member with `train_member`: a plain loop over epochs and steps whose
 state fits in a small dataclass (`Progress`). After every epoch one checkpoint file holds the
 weights, the optimiser's momentum buffers, the RNG state and the progress; re-running the same
-command continues from it and, on the CPU, ends with bit-identical weights.
+command continues from it and, on the CPU, ends with bit-identical weights. `train_runs` trains
+the members of one or more runs side by side in worker processes (`workers.run_in_workers`).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from .models import check_model, create_model, load_state
 from .partitions import LeaveOutPartition
 from .reports import text_table
 from .rundir import WEIGHTS, RunDir, RunInfo
+from .workers import run_in_workers, worker_slot
 
 # --- what one member trains on ---------------------------------------------------------------------
 
@@ -548,6 +550,7 @@ def progress_bar(job: MemberJob, images: int) -> Any:
         unit="img",
         unit_scale=True,
         desc=f"member {job.member}",
+        position=worker_slot(),
         disable=not job.progress or not job.world.main,
         dynamic_ncols=True,
     )
@@ -569,11 +572,15 @@ def train(
     member: int | None = None,
     force: bool = False,
     progress: bool = True,
+    workers: int = 1,
 ) -> list[dict[str, Any]]:
-    """Train every member (or only `member`) into `run_dir`, resuming what is there.
+    """Train every member (or only `member`) into `run_dir`, resuming what is there; with
+    `workers` > 1 the members train side by side in that many processes (`train_runs`).
 
     Every setting is checked before anything is written. Returns one summary per member.
     """
+    if workers > 1 and member is None:
+        return train_runs([(cfg, run_dir)], data_root, device, workers, force, progress)[0]
     cfg = cfg.validate()
     run = RunDir(run_dir)
     device = resolve_device(device)
@@ -610,6 +617,50 @@ def train(
         )
         summaries.append(summary)
     return summaries
+
+
+def member_count(cfg: RunConfig) -> int:
+    """How many networks a run of these settings trains."""
+    return 1 if cfg.train.mode == "standard" else cfg.train.k
+
+
+def train_runs(
+    runs: Sequence[tuple[RunConfig, str | Path]],
+    data_root: str | Path | None = None,
+    device: str | torch.device | None = None,
+    workers: int = 1,
+    force: bool = False,
+    progress: bool = True,
+) -> list[list[dict[str, Any]]]:
+    """Every member of every (settings, run directory) pair, `workers` members at a time, each in
+    its own process with an equal share of the threads; one list of summaries per run.
+
+    A member's weights depend on the number of threads it trained with (float sums run in another
+    order), not on which other members trained beside it.
+    """
+    if workers < 1:
+        raise ConfigError(f"workers must be at least 1, got {workers}")
+    if workers == 1:
+        return [
+            train(cfg, run_dir, data_root, device, force=force, progress=progress)
+            for cfg, run_dir in runs
+        ]
+    if World.from_env().size > 1:
+        raise ConfigError("workers > 1 cannot be combined with torchrun's data parallelism")
+    for cfg, _ in runs:  # fail here, before any process starts
+        cfg.validate()
+        check_model(cfg.model.name, **cfg.model.kwargs())
+    device = str(resolve_device(device))
+    calls, owners = [], []
+    for index, (cfg, run_dir) in enumerate(runs):
+        for i in range(member_count(cfg)):
+            options = {"member": i, "force": force, "progress": progress}
+            calls.append((train, (cfg, run_dir, data_root, device), options))
+            owners.append(index)
+    grouped: list[list[dict[str, Any]]] = [[] for _ in runs]
+    for index, summaries in zip(owners, run_in_workers(calls, workers), strict=True):
+        grouped[index].extend(summaries)
+    return grouped
 
 
 def planned_partition(cfg: RunConfig, run: RunDir, classes: int) -> LeaveOutPartition | None:

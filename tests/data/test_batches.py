@@ -17,20 +17,21 @@ from leaveout.data import crop_and_flip
 from ..helpers import random_images
 
 
-def test_crop_and_flip_matches_a_per_image_numpy_loop():
+@pytest.mark.parametrize("padding", [0, 2])
+def test_crop_and_flip_matches_a_per_image_numpy_loop(padding):
     images = random_images(6, size=8)
-    top = np.array([0, 1, 2, 4, 3, 0])
-    left = np.array([4, 0, 2, 1, 0, 3])
+    top = np.array([0, 1, 2, 4, 3, 0]) * padding // 2
+    left = np.array([4, 0, 2, 1, 0, 3]) * padding // 2
     flip = np.array([True, False, True, False, False, True])
     out = crop_and_flip(
         torch.from_numpy(images),
         torch.from_numpy(top),
         torch.from_numpy(left),
         torch.from_numpy(flip),
-        padding=2,
+        padding=padding,
     ).numpy()
     for b in range(6):
-        padded = np.pad(images[b], ((2, 2), (2, 2), (0, 0)))
+        padded = np.pad(images[b], ((padding, padding), (padding, padding), (0, 0)))
         expected = padded[top[b] : top[b] + 8, left[b] : left[b] + 8]
         if flip[b]:
             expected = expected[:, ::-1]

@@ -31,6 +31,7 @@ from leaveout.detectors import (
     create_detector,
     run_sets,
 )
+from leaveout.devices import keep_freed_memory
 from leaveout.ensemble import LeaveOutEnsemble
 from leaveout.evaluation import ID_SET, EvaluationSets, Protocol, cached_scores
 from leaveout.metrics import ood_metrics
@@ -140,6 +141,7 @@ def main() -> None:
     parser.add_argument("--amp", default="bf16", choices=("none", "bf16"))
     parser.add_argument("--calibration-images", type=int, default=1000)
     args = parser.parse_args()
+    keep_freed_memory()  # as the command line does
     included = {"full", *args.only.split(",")}
     unknown = included - set(TRAINED)
     if unknown:

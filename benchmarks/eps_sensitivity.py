@@ -16,6 +16,7 @@ from pathlib import Path
 
 from leaveout import create_detector
 from leaveout.detectors import run_sets
+from leaveout.devices import keep_freed_memory
 from leaveout.ensemble import LeaveOutEnsemble
 from leaveout.evaluation import ID_SET, EvaluationSets, Protocol
 from leaveout.metrics import ood_metrics
@@ -30,6 +31,7 @@ def main() -> None:
     parser.add_argument("--ood", nargs="+", default=["tiny_imagenet_crop", "tiny_imagenet_resize"])
     parser.add_argument("--amp", default="bf16")
     args = parser.parse_args()
+    keep_freed_memory()  # as the command line does
     run = RunDir(args.run).require()
     record = run.read_calibration("leaveout")
     if record is None:

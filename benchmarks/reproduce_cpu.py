@@ -32,6 +32,7 @@ from leaveout.config import resolve
 from leaveout.data import catalog
 from leaveout.detectors import calibrate, load_detector, run_sets, transfer_calibration
 from leaveout.detectors.base import SELECTION_RESAMPLES, chosen_row
+from leaveout.devices import keep_freed_memory
 from leaveout.ensemble import LeaveOutEnsemble
 from leaveout.evaluation import compare, evaluate
 from leaveout.metrics import METRIC_NAMES
@@ -416,11 +417,19 @@ def describe(preset: str) -> str:
         f"{o.schedule} schedule",
         f"label smoothing {t.label_smoothing:g}" if t.label_smoothing else "",
         f"crop padding {d.padding}" + (", flips" if d.hflip else ""),
-        "flip test-time augmentation for classification" if d.test_flip else "",
+        test_views(d),
         f"{t.amp} autocast" if t.amp != "none" else "",
         f"K = {t.k}, m = {t.margin:g}, beta = {t.beta:g}",
     ]
     return ", ".join(p for p in parts if p)
+
+
+def test_views(d) -> str:
+    """The test-time views of classification in words."""
+    views = (["flip"] if d.test_flip else []) + (
+        [f"{d.test_shift}-pixel shifts"] if d.test_shift else []
+    )
+    return f"{' and '.join(views)} test-time augmentation for classification" if views else ""
 
 
 TARGETS = {"accuracy": 87.0, "FPR95": 55.0, "AUROC": 85.0, "minutes": 30.0}
@@ -613,6 +622,7 @@ def main() -> None:
         help="networks trained side by side, each in its own process with a share of the threads",
     )
     args = parser.parse_args()
+    keep_freed_memory()  # as the command line does
     scoring = {"amp": args.amp, "calibration_images": args.calibration_images}
     command = f"python benchmarks/reproduce_cpu.py --data-root {args.data_root}"
     if args.seeds > 1:

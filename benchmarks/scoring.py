@@ -32,6 +32,7 @@ from leaveout import training
 from leaveout.config import resolve
 from leaveout.detectors import create_detector
 from leaveout.detectors.leaveout import member_score
+from leaveout.devices import keep_freed_memory
 from leaveout.ensemble import LeaveOutEnsemble
 from leaveout.evaluation import evaluate
 from leaveout.losses import entropy
@@ -178,6 +179,7 @@ def main() -> None:
     parser.add_argument("--batch1-images", type=int, default=64, help="images for the batch-1 run")
     parser.add_argument("--no-fresh", action="store_true", help="skip the fresh-weights table")
     args = parser.parse_args()
+    keep_freed_memory()  # as the command line does
 
     ensemble = trained_ensemble(args.run, args.data_root)
     images = test_images(args.images, ensemble.image_size)

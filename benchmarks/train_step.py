@@ -21,6 +21,7 @@ import torch
 from leaveout import training as tr
 from leaveout.config import resolve
 from leaveout.data import ImageSet, Normalization, load_run_sets
+from leaveout.devices import keep_freed_memory
 from leaveout.errors import DatasetNotFoundError
 from leaveout.partitions import LeaveOutPartition
 from leaveout.reports import markdown_table
@@ -49,6 +50,7 @@ def main() -> None:
     parser.add_argument("--data-root", default=str(SHARED))
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    keep_freed_memory()  # as the command line does
 
     cfg = resolve(args.preset, overrides=args.set)
     device = torch.device(args.device)

@@ -22,6 +22,7 @@ import torch
 from leaveout import training as tr
 from leaveout.config import resolve
 from leaveout.data import Normalization, load_run_sets
+from leaveout.devices import keep_freed_memory
 from leaveout.partitions import LeaveOutPartition
 from leaveout.reports import markdown_table
 from leaveout.workers import run_in_workers
@@ -61,6 +62,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40, help="timed steps per member")
     parser.add_argument("--data-root", default=str(SHARED))
     args = parser.parse_args()
+    keep_freed_memory()  # as the command line does
     members = range(args.workers)
 
     reference = [member_steps(args.preset, args.data_root, m, args.steps) for m in members]

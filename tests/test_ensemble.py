@@ -53,6 +53,22 @@ def test_test_flip_averages_each_member_over_the_mirror_image(ensemble, images):
         ensemble.test_flip = False
 
 
+def test_test_shift_adds_shifted_copies_with_reflected_borders_at_half_the_weight(ensemble, images):
+    x, _ = images
+    h, w = x.shape[1:3]
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    up_left, down_right = padded[:, :h, :w], padded[:, 2:, 2:]
+    views = [x, x[:, :, ::-1], up_left, up_left[:, :, ::-1], down_right, down_right[:, :, ::-1]]
+    probs = [ensemble.predict_proba(np.ascontiguousarray(v)) for v in views]
+    expected = 0.25 * (probs[0] + probs[1]) + 0.125 * sum(probs[2:])
+    ensemble.test_flip, ensemble.test_shift = True, 1
+    try:
+        np.testing.assert_allclose(ensemble.predict_proba(x), expected, rtol=1e-6, atol=1e-9)
+        assert sum(weight for weight, _ in ensemble.test_views(torch.zeros(1, 3, h, w))) == 1
+    finally:
+        ensemble.test_flip, ensemble.test_shift = False, 0
+
+
 def test_every_class_gets_k_minus_1_votes(ensemble):
     votes = np.zeros(ensemble.num_classes, dtype=int)
     for m in range(ensemble.k):

@@ -230,6 +230,7 @@ def test_training_on_an_image_folder(tmp_path):
         ("train.k=20", "k must be in"),
         ('train.amp="fp16"', "fp16.*CUDA"),
         ("model.dropout=0.3", "digits_cnn.*no setting 'dropout'"),
+        ("data.test_shift=-1", "data.test_shift must be 0"),
     ],
 )
 def test_a_rejected_config_writes_nothing(tmp_path, override, message):

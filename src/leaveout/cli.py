@@ -16,7 +16,7 @@ from .data.splits import SPLIT_RULES
 from .detectors import CRITERIA, list_detectors
 from .detectors.base import DEFAULT_CALIBRATION_IMAGES, SCORING_AMP
 from .detectors.perturb import OBJECTIVES
-from .devices import DEVICE_HELP
+from .devices import DEVICE_HELP, keep_freed_memory
 from .errors import ConfigError, LeaveoutError, LeaveoutWarning
 
 DEFAULT_OOD = ["tiny_imagenet_crop", "tiny_imagenet_resize", "uniform", "gaussian"]
@@ -841,6 +841,7 @@ def show_warning(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     with warnings.catch_warnings():
         warnings.simplefilter("always", LeaveoutWarning)
         warnings.showwarning = show_warning

@@ -39,6 +39,7 @@ class DataSettings:
     hflip: bool = True
     normalization: str = "cifar"  # "cifar" (ODIN's mean/std) or "fit" (from the training images)
     test_flip: bool = False  # classify by the mean softmax of each image and its mirror image
+    test_shift: int = 0  # also classify copies shifted by this many pixels (0: none; see README)
     resize: str = "shorter-side"  # how images of folders/archives reach their size: RESIZE_RULES
     image_size: int = 0  # side in pixels; 0: the set's own (files 32, digits 16, arrays as stored)
     loader_workers: int = -1  # processes reading packed batches; -1: 4 on CUDA, 0 on the CPU
@@ -121,6 +122,10 @@ class RunConfig:
         if self.data.image_size != 0 and self.data.image_size < 8:
             raise ConfigError(
                 f"data.image_size must be 0 (the set's own) or at least 8, got {self.data.image_size}"
+            )
+        if self.data.test_shift < 0:
+            raise ConfigError(
+                f"data.test_shift must be 0 (none) or positive, got {self.data.test_shift}"
             )
         if self.data.loader_workers < -1:
             raise ConfigError(

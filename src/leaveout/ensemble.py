@@ -43,6 +43,7 @@ class LeaveOutEnsemble:
         device: torch.device | str = "cpu",
         weights_id: str = "unsaved",
         test_flip: bool = False,
+        test_shift: int = 0,
     ) -> None:
         if not members:
             raise ShapeError("an ensemble needs at least one member")
@@ -70,6 +71,7 @@ class LeaveOutEnsemble:
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.weights_id = weights_id  # a digest of the weight files; caches are keyed by it
         self.test_flip = test_flip  # classify: average each member's softmax over the mirror image
+        self.test_shift = test_shift  # and over copies shifted by this many pixels (`test_views`)
 
     def prepared(self, member: nn.Module) -> nn.Module:
         member.requires_grad_(False)
@@ -105,6 +107,7 @@ class LeaveOutEnsemble:
             device,
             run.weights_id(which),
             cfg.data.test_flip,
+            cfg.data.test_shift,
         )
 
     @property
@@ -127,6 +130,7 @@ class LeaveOutEnsemble:
             self.device,
             f"{self.weights_id}-member{member}",
             self.test_flip,
+            self.test_shift,
         )
 
     def to(self, device: torch.device | str) -> LeaveOutEnsemble:
@@ -142,22 +146,37 @@ class LeaveOutEnsemble:
     @torch.no_grad()
     def predict_proba(self, x: Images, batch_size: int = 256, amp: str = "none") -> np.ndarray:
         """(N, num_classes) float64: member softmaxes (T = 1, unperturbed) zero-padded at their
-        left-out classes, summed and divided by K (rows sum to 1). With `test_flip` each member's
-        softmax is the mean of those of the image and its mirror image. amp: "bf16" runs the
+        left-out classes, summed and divided by K (rows sum to 1). Each member's softmax is the
+        weighted mean over `test_views` (the image alone by default). amp: "bf16" runs the
         members in bfloat16 autocast (the softmaxes are still float64)."""
         out = []
         networks = self.networks(amp)
         for batch in self.batches(x, batch_size):
             total = torch.zeros(len(batch), self.num_classes, dtype=torch.float64)
+            views = self.test_views(batch)
             for m, member in enumerate(networks):
-                probs = F.softmax(member(batch).double(), dim=1)
-                if self.test_flip:
-                    probs = (probs + F.softmax(member(batch.flip(3)).double(), dim=1)) / 2
+                probs = sum(w * F.softmax(member(view).double(), dim=1) for w, view in views)
                 total[:, list(self.kept_classes(m))] += probs.cpu()
             out.append((total / self.k).numpy())
         if not out:
             raise ShapeError("no images to classify")
         return np.concatenate(out)
+
+    def test_views(self, batch: torch.Tensor) -> list[tuple[float, torch.Tensor]]:
+        """(weight, view) pairs that classification averages over, weights summing to 1: the batch,
+        its mirror image with `test_flip`, and with `test_shift` = s the same views of the batch
+        shifted by s pixels up-left and down-right (reflected borders), weighted half and half as
+        in airbench's multi-crop evaluation."""
+        views = [batch, batch.flip(3)] if self.test_flip else [batch]
+        s = self.test_shift
+        if not s:
+            return [(1 / len(views), v) for v in views]
+        h, w = batch.shape[2:]
+        padded = F.pad(batch, (s, s, s, s), mode="reflect")
+        shifted = [padded[:, :, :h, :w], padded[:, :, 2 * s :, 2 * s :]]
+        if self.test_flip:
+            shifted += [v.flip(3) for v in shifted]
+        return [(0.5 / len(views), v) for v in views] + [(0.5 / len(shifted), v) for v in shifted]
 
     def classify(self, x: Images, batch_size: int = 256, amp: str = "none") -> np.ndarray:
         """Class indices (N,) in the full label space (not outlier labels: see the detectors)."""

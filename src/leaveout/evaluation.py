@@ -138,9 +138,12 @@ def cached_scores(run: RunDir, detector: Detector, set_name: str, data: ImageSet
 def cached_classes(
     run: RunDir, ensemble: LeaveOutEnsemble, data: ImageSet, batch_size: int, amp: str = "none"
 ) -> np.ndarray:
-    """ensemble.classify(data), cached per weights, flip setting, precision and image content
+    """ensemble.classify(data), cached per weights, test views, precision and image content
     (every method's report on a run states the same accuracy; it is computed once)."""
-    key = f"classes-flip{int(ensemble.test_flip)}{amp_suffix(amp)}-{data.fingerprint()}"
+    views = f"flip{int(ensemble.test_flip)}" + (
+        f"-shift{ensemble.test_shift}" if ensemble.test_shift else ""
+    )
+    key = f"classes-{views}{amp_suffix(amp)}-{data.fingerprint()}"
 
     def compute() -> dict[str, torch.Tensor]:
         return {"classes": torch.from_numpy(ensemble.classify(data, batch_size, amp))}

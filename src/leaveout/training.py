@@ -29,7 +29,7 @@ from .data.imageset import ImageSet
 from .data.npyfile import PackedImages
 from .data.splits import load_run_sets
 from .data.transforms import Augment, Normalization, derive_seed, scaled_padding
-from .devices import autocast, check_amp, resolve_device
+from .devices import autocast, check_amp, keep_freed_memory, resolve_device
 from .distributed import ALONE, World, barrier, check_batch, sum_across
 from .errors import ConfigError, CorruptFileError, TrainingDivergedError
 from .losses import entropy, margin_entropy_loss
@@ -581,6 +581,7 @@ def train(
     """
     if workers > 1 and member is None:
         return train_runs([(cfg, run_dir)], data_root, device, workers, force, progress)[0]
+    keep_freed_memory()
     cfg = cfg.validate()
     run = RunDir(run_dir)
     device = resolve_device(device)

@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from .devices import keep_freed_memory
+
 Call = tuple[Callable[..., Any], tuple, dict]
 
 SLOT = 0  # this process's worker number (0 in the main process): one progress-bar line each
@@ -28,6 +30,7 @@ def start_worker(slots: Any, threads: int) -> None:
     global SLOT
     SLOT = slots.get()
     torch.set_num_threads(threads)
+    keep_freed_memory()
 
 
 def run_in_workers(calls: Sequence[Call], workers: int, threads: int | None = None) -> list[Any]:

@@ -7,6 +7,7 @@ bare: the same train_step on pre-made normalised tensors of the same batch sizes
 Blocks of each are interleaved and the median rate is reported; the target is full >= 95% of bare.
 
     python benchmarks/train_step.py [--preset cpu-cifar10] [--set key=value ...] [--steps 20]
+        [--default-malloc]
 """
 
 from __future__ import annotations
@@ -49,8 +50,14 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=5)
     parser.add_argument("--data-root", default=str(SHARED))
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="leave glibc's malloc as it is (no devices.keep_freed_memory), to measure what it gives",
+    )
     args = parser.parse_args()
-    keep_freed_memory()  # as the command line does
+    if not args.default_malloc:
+        keep_freed_memory()  # as the command line does
 
     cfg = resolve(args.preset, overrides=args.set)
     device = torch.device(args.device)
@@ -106,7 +113,8 @@ def main() -> None:
     print(
         f"model {cfg.model.name}, amp {cfg.train.amp}, batch {len(x0)} ID + "
         f"{0 if out0 is None else len(out0)} left-out, "
-        f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}"
+        f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+        f"malloc {'default' if args.default_malloc else 'keeps freed memory'}"
     )
     print(markdown_table(rows, ["step", "images/s", "ratio"]))
 

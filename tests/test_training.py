@@ -338,3 +338,5 @@ def test_members_trained_side_by_side_equal_members_trained_one_by_one_on_one_th
         a, b = _weights(tmp_path / "ens", member), _weights(tmp_path / "alone", member)
         assert all(torch.equal(a[k], b[k]) for k in a), f"member {member} differs"
     assert RunDir(tmp_path / "std").read_state(0)["status"] == "done"
+    with pytest.raises(ConfigError, match="workers must be at least 1"):
+        tr.train(ensemble, tmp_path / "none", device="cpu", workers=0)

@@ -579,7 +579,7 @@ def train(
 
     Every setting is checked before anything is written. Returns one summary per member.
     """
-    if workers > 1 and member is None:
+    if workers != 1 and member is None:  # train_runs refuses workers < 1
         return train_runs([(cfg, run_dir)], data_root, device, workers, force, progress)[0]
     keep_freed_memory()
     cfg = cfg.validate()

@@ -65,6 +65,9 @@ def test_test_shift_adds_shifted_copies_with_reflected_borders_at_half_the_weigh
     try:
         np.testing.assert_allclose(ensemble.predict_proba(x), expected, rtol=1e-6, atol=1e-9)
         assert sum(weight for weight, _ in ensemble.test_views(torch.zeros(1, 3, h, w))) == 1
+        ensemble.test_shift = h
+        with pytest.raises(ShapeError, match=f"data.test_shift = {h} needs images larger"):
+            ensemble.test_views(torch.zeros(1, 3, h, w))
     finally:
         ensemble.test_flip, ensemble.test_shift = False, 0
 

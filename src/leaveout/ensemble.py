@@ -172,6 +172,10 @@ class LeaveOutEnsemble:
         if not s:
             return [(1 / len(views), v) for v in views]
         h, w = batch.shape[2:]
+        if s >= min(h, w):
+            raise ShapeError(
+                f"data.test_shift = {s} needs images larger than {s} pixels, got {h}x{w}"
+            )
         padded = F.pad(batch, (s, s, s, s), mode="reflect")
         shifted = [padded[:, :, :h, :w], padded[:, :, 2 * s :, 2 * s :]]
         if self.test_flip:

@@ -4,7 +4,9 @@ full: batches drawn from the in-memory uint8 tensors by the training stream (ind
       random crop + flip, normalisation), the leave-out loss, backward, SGD step, the loss read
       back (as the training loop does for its NaN guard).
 bare: the same train_step on pre-made normalised tensors of the same batch sizes.
-Blocks of each are interleaved and the median rate is reported; the target is full >= 95% of bare.
+Blocks of each are interleaved in pairs whose order alternates (full-bare, bare-full, ...), so a
+drift in the machine's speed falls on both alike. The table gives the median rates and the median
+of the per-pair ratios with their range; the target is full >= 95% of bare.
 
     python benchmarks/train_step.py [--preset cpu-cifar10] [--set key=value ...] [--steps 20]
         [--default-malloc]
@@ -47,7 +49,7 @@ def main() -> None:
     parser.add_argument("--preset", default="cpu-cifar10")
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--steps", type=int, default=20, help="steps per timed block")
-    parser.add_argument("--blocks", type=int, default=5)
+    parser.add_argument("--blocks", type=int, default=6)
     parser.add_argument("--data-root", default=str(SHARED))
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
@@ -103,12 +105,25 @@ def main() -> None:
     full_block(0), bare_block(0)  # warm-up
     full, bare = [], []
     for block in range(args.blocks):
-        full.append(full_block(block + 1))
-        bare.append(bare_block(block + 1))
-    f, b = statistics.median(full), statistics.median(bare)
+        if block % 2:
+            bare.append(bare_block(block + 1))
+            full.append(full_block(block + 1))
+        else:
+            full.append(full_block(block + 1))
+            bare.append(bare_block(block + 1))
+    ratios = [f / b for f, b in zip(full, bare)]
+    spread = f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
     rows = [
-        {"step": "bare (pre-made tensors)", "images/s": f"{b:.0f}", "ratio": "1.00"},
-        {"step": "full (stream + augmentation)", "images/s": f"{f:.0f}", "ratio": f"{f / b:.2f}"},
+        {
+            "step": "bare (pre-made tensors)",
+            "images/s": f"{statistics.median(bare):.0f}",
+            "full / bare, per pair: median (range)": "",
+        },
+        {
+            "step": "full (stream + augmentation)",
+            "images/s": f"{statistics.median(full):.0f}",
+            "full / bare, per pair: median (range)": spread,
+        },
     ]
     print(
         f"model {cfg.model.name}, amp {cfg.train.amp}, batch {len(x0)} ID + "
@@ -116,7 +131,7 @@ def main() -> None:
         f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
         f"malloc {'default' if args.default_malloc else 'keeps freed memory'}"
     )
-    print(markdown_table(rows, ["step", "images/s", "ratio"]))
+    print(markdown_table(rows, list(rows[0])))
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from leaveout.devices import keep_freed_memory
 from leaveout.ensemble import LeaveOutEnsemble
 from leaveout.evaluation import ID_SET, EvaluationSets, Protocol, cached_classes, cached_scores
 from leaveout.metrics import ood_metrics
-from leaveout.reports import markdown_table, replace_section
+from leaveout.reports import markdown_table, read_section, replace_section
 from leaveout.rundir import RunDir
 
 OOD = ("tiny_imagenet_crop", "tiny_imagenet_resize", "uniform", "gaussian")
@@ -241,6 +241,9 @@ def main() -> None:
             "",
         ]
     )
+    kept = read_section(args.out.read_text(), "ablation-notes") if args.out.is_file() else None
+    if kept:  # the reading of the table, by hand
+        text = replace_section(text, "ablation-notes", kept)
     files.write_text(args.out, text)
     results = Path("docs/results.md")
     if results.is_file():  # the ablation is also a section of the results page

@@ -379,7 +379,8 @@ def write_results(
         "",
         markdown_table(stages.rows, ["stage", "minutes"]),
         "",
-        "A stage whose run directory already existed with the same settings was reused (near 0). "
+        "The stages are those of the run from an empty runs/ folder; a later run with more "
+        "`--seeds` adds the stages of its new seeds. "
         f"From an empty runs/ folder the command takes about {from_scratch:.0f} minutes per seed.",
         "",
         "## What is comparable",
@@ -657,6 +658,11 @@ def main() -> None:
     wall = None
     if wall_file.is_file():  # the stage times shown are those of the run from an empty folder
         saved = files.read_json(wall_file)
+        known = {row["stage"] for row in saved["stages"]}
+        added = [row for row in stages.rows if row["stage"] not in known]  # more seeds, later
+        if added and not from_empty:
+            saved["stages"] += added
+            files.write_json(wall_file, saved)
         wall, stages.rows = saved["minutes"], saved["stages"]
     write_results(
         args.out,

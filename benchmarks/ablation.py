@@ -96,7 +96,8 @@ def variant_scores(
     evaluation = EvaluationSets(run, data_root, Protocol(), sets)
     id_report = evaluation.parts(ID_SET)["report"]
     id_scores = cached_scores(run, detector, ID_SET, id_report)
-    predicted = cached_classes(run, ensemble, id_report, 1000, amp)
+    batch_size = run.read_config().train.eval_batch_size
+    predicted = cached_classes(run, ensemble, id_report, batch_size, amp)
     metrics = {}
     for name in oods:
         report = evaluation.parts(name)["report"]

@@ -2,7 +2,8 @@
 
 A small network does not keep several cores busy with one process: on the 2-core machine of
 docs/benchmarks.md two single-thread processes trained 1.14x (glibc's default malloc) to 1.42x
-(`devices.keep_freed_memory`) the images per second of one two-thread process. `training.train_runs(..., workers=2)` uses this to train members side by side.
+(`devices.keep_freed_memory`) the images per second of one two-thread process.
+`training.train_runs(..., workers=2)` uses this to train members side by side.
 """
 
 from __future__ import annotations

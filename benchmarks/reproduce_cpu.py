@@ -74,6 +74,16 @@ PAPER = {
 }
 
 
+def cpu_name() -> str:
+    """The processor's model name from /proc/cpuinfo (Linux), else what `platform` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "an unnamed processor"
+
+
 def present_ood_sets(root: Path) -> list[str]:
     rows = catalog(root)
     return [
@@ -254,7 +264,9 @@ def write_results(
         "# Results on CIFAR-10 (CPU budget)",
         "",
         f"Produced by `{command}` on {time.strftime('%Y-%m-%d')}, "
-        f"{platform.machine()} with {torch.get_num_threads()} threads, torch {torch.__version__}.",
+        f"{cpu_name()} ({platform.machine()}) with {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}. Wall times depend on the processor: the same command took "
+        "26 minutes on an Intel CPU with AMX and 47 on an AMD EPYC without it (docs/benchmarks.md).",
         "",
         f"Setting: the `{preset}` preset ({describe(preset)}) on the JPEG-compressed CIFAR-10 "
         "copy in ../shared/data; the baselines run on a standard classifier of the same network, "

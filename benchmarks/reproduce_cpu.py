@@ -265,8 +265,7 @@ def write_results(
         "",
         f"Produced by `{command}` on {time.strftime('%Y-%m-%d')}, "
         f"{cpu_name()} ({platform.machine()}) with {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}. Wall times depend on the processor: the same command took "
-        "26 minutes on an Intel CPU with AMX and 47 on an AMD EPYC without it (docs/benchmarks.md).",
+        f"torch {torch.__version__} (wall times depend on the processor: docs/benchmarks.md).",
         "",
         f"Setting: the `{preset}` preset ({describe(preset)}) on the JPEG-compressed CIFAR-10 "
         "copy in ../shared/data; the baselines run on a standard classifier of the same network, "

@@ -113,6 +113,16 @@ def test_left_out_fit_averages_each_members_own_pair(ensemble, sets):
     assert (detector.score_samples(val) >= detector.threshold_).mean() >= 0.9
 
 
+def test_member_views_score_at_the_fitted_settings(ensemble, sets):
+    space = {"temperature": (1.0, 10.0), "epsilon": (0.001, 0.002)}  # the defaults are not in it
+    detector = create_detector("leaveout", ensemble, search_space=space)
+    detector.fit_left_out(sets["val"], max_images=200)
+    assert detector.temperature_ != detector.temperature
+    images = sets["test"].images[:12]
+    views = [detector.member_view(m).score_samples(images) for m in range(ensemble.k)]
+    np.testing.assert_allclose(np.sum(views, axis=0), detector.score_samples(images), rtol=1e-12)
+
+
 def test_a_standard_classifier_has_no_left_out_pairs(ensemble, sets):
     single = create_detector("msp", ensemble.single(0))
     with pytest.raises(ConfigError, match="left-out"):

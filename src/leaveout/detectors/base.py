@@ -248,9 +248,13 @@ class Detector:
     # --- fitting ---
 
     def member_view(self, member: int) -> Detector:
-        """This detector on one member alone (same settings; statistics of that member)."""
+        """This detector on one member alone (same settings, the fitted hyperparameters included;
+        statistics of that member)."""
         view = type(self)(self.ensemble.single(member))
         view.set_params(**self.get_params())
+        for key in self.default_search_space:
+            if hasattr(self, key + "_"):
+                setattr(view, key + "_", getattr(self, key + "_"))
         view.progress = False
         return view
 

@@ -74,6 +74,20 @@ def test_airnet_whitening_is_set_from_the_member_images_and_stays_frozen(tmp_pat
     saved = RunDir(tmp_path / "run").read_weights(0, "last")["whiten.weight"]
     assert torch.equal(saved, fresh.whiten.weight)  # from the data, and not moved by training
     assert not torch.equal(saved, tr.build_member_model(cfg, data.num_classes, 0).whiten.weight)
+    bias = RunDir(tmp_path / "run").read_weights(0, "last")["whiten.bias"]
+    assert not torch.equal(bias, fresh.whiten.bias)  # the bias learns
+
+
+def test_a_whitening_bias_frozen_from_the_first_epoch_keeps_its_initial_value(tmp_path):
+    cfg = digits_config(
+        'model.name="airnet_small"', "train.epochs=1", "train.k=2", "train.whiten_bias_epochs=0"
+    )
+    tr.train(cfg, tmp_path / "run", device="cpu", member=0, progress=False)
+    saved = RunDir(tmp_path / "run").read_weights(0, "last")
+    classes = saved["classifier.weight"].shape[0]
+    fresh = tr.build_member_model(cfg, classes, 0)  # the bias does not depend on the images
+    assert torch.equal(saved["whiten.bias"], fresh.whiten.bias)
+    assert not torch.equal(saved["classifier.weight"], fresh.classifier.weight)
 
 
 def test_member_option_and_force_with_more_epochs(tmp_path):
@@ -231,6 +245,8 @@ def test_training_on_an_image_folder(tmp_path):
         ('train.amp="fp16"', "fp16.*CUDA"),
         ("model.dropout=0.3", "digits_cnn.*no setting 'dropout'"),
         ("data.test_shift=-1", "data.test_shift must be 0"),
+        ("train.whiten_bias_epochs=-2", "whiten_bias_epochs must be -1"),
+        ("train.whiten_bias_epochs=2", "digits_cnn has no whitening layer"),
     ],
 )
 def test_a_rejected_config_writes_nothing(tmp_path, override, message):

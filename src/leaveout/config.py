@@ -78,6 +78,7 @@ class TrainSettings:
     margin: float = 0.4
     beta: float = 0.2
     label_smoothing: float = 0.0  # on the ID cross-entropy (the paper: 0)
+    whiten_bias_epochs: int = -1  # airnet: its whitening bias learns in this many epochs (-1: all)
     epochs: int = 100
     batch_size: int = 100
     ood_batch_size: int = 100
@@ -130,6 +131,11 @@ class RunConfig:
         if self.data.loader_workers < -1:
             raise ConfigError(
                 f"data.loader_workers must be -1 (auto) or at least 0, got {self.data.loader_workers}"
+            )
+        if self.train.whiten_bias_epochs < -1:
+            raise ConfigError(
+                "train.whiten_bias_epochs must be -1 (every epoch) or at least 0, got "
+                f"{self.train.whiten_bias_epochs}"
             )
         if self.train.mode == "leaveout" and self.train.k < 2:
             raise ConfigError(f"train.k must be at least 2, got {self.train.k}")

@@ -222,6 +222,28 @@ def build_member_model(
     return model
 
 
+def check_whitening_bias(cfg: RunConfig, world: World) -> None:
+    """train.whiten_bias_epochs needs a network with a whitening layer (airnet), and one process:
+    DistributedDataParallel cannot follow a parameter that stops learning."""
+    if cfg.train.whiten_bias_epochs < 0:
+        return
+    with torch.random.fork_rng():
+        probe = create_model(cfg.model.name, 2, **cfg.model.kwargs())
+    if not hasattr(probe, "train_whitening_bias"):
+        raise ConfigError(
+            f"train.whiten_bias_epochs: {cfg.model.name} has no whitening layer (airnet has one); "
+            "leave it at -1"
+        )
+    if world.size > 1:
+        raise ConfigError("train.whiten_bias_epochs cannot be combined with torchrun")
+
+
+def set_whitening_bias(model: nn.Module, cfg: RunConfig, epoch: int) -> None:
+    """airbench's economy: the whitening bias learns in the first train.whiten_bias_epochs only."""
+    if cfg.train.whiten_bias_epochs >= 0:
+        model.train_whitening_bias(epoch < cfg.train.whiten_bias_epochs)
+
+
 def make_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.SGD:
     o = cfg.optim
     return torch.optim.SGD(
@@ -387,6 +409,7 @@ def train_member(job: MemberJob) -> dict[str, Any]:
         for epoch in range(progress.epoch, epochs):
             tick, loss_sum, correct, seen = time.time(), 0.0, 0, 0
             model.train()
+            set_whitening_bias(model, cfg, epoch)
             for step, (x, y, x_out) in enumerate(epoch_batches(stream, epoch)):
                 lr = learning_rate(cfg.optim, epoch * steps + step, epochs * steps, steps)
                 for group in optimizer.param_groups:
@@ -588,6 +611,7 @@ def train(
     check_amp(device, cfg.train.amp)
     check_model(cfg.model.name, **cfg.model.kwargs())
     world = World.from_env()
+    check_whitening_bias(cfg, world)
     device = distributed.start(world, device)
     run.check_config(cfg, force)
     sets = load_run_sets(cfg.data, cfg.train.seed, data_root)
@@ -651,6 +675,7 @@ def train_runs(
     for cfg, _ in runs:  # fail here, before any process starts
         cfg.validate()
         check_model(cfg.model.name, **cfg.model.kwargs())
+        check_whitening_bias(cfg, World.from_env())
     device = str(resolve_device(device))
     calls, owners = [], []
     for index, (cfg, run_dir) in enumerate(runs):

@@ -4,9 +4,12 @@ full: batches drawn from the in-memory uint8 tensors by the training stream (ind
       random crop + flip, normalisation), the leave-out loss, backward, SGD step, the loss read
       back (as the training loop does for its NaN guard).
 bare: the same train_step on pre-made normalised tensors of the same batch sizes.
-Blocks of each are interleaved in pairs whose order alternates (full-bare, bare-full, ...), so a
-drift in the machine's speed falls on both alike. The table gives the median rates and the median
-of the per-pair ratios with their range; the target is full >= 95% of bare.
+frozen (airnet): the bare step with the whitening bias frozen, as train.whiten_bias_epochs
+      leaves it after its epochs (the first convolution's input gradient is skipped).
+Blocks of each are interleaved, their order reversed every round (full-bare-frozen,
+frozen-bare-full, ...), so a drift in the machine's speed falls on all alike. The table gives the
+median rates and the median of the per-round ratios to bare with their range; the target is full
+>= 95% of bare.
 
     python benchmarks/train_step.py [--preset cpu-cifar10] [--set key=value ...] [--steps 20]
         [--default-malloc]
@@ -102,28 +105,41 @@ def main() -> None:
         sync()
         return args.steps * per_step / (time.perf_counter() - start)
 
-    full_block(0), bare_block(0)  # warm-up
-    full, bare = [], []
-    for block in range(args.blocks):
-        if block % 2:
-            bare.append(bare_block(block + 1))
-            full.append(full_block(block + 1))
-        else:
-            full.append(full_block(block + 1))
-            bare.append(bare_block(block + 1))
-    ratios = [f / b for f, b in zip(full, bare)]
-    spread = f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+    def frozen_bias_block(epoch: int) -> float:
+        model.train_whitening_bias(False)
+        rate = bare_block(epoch)
+        model.train_whitening_bias(True)
+        return rate
+
+    blocks = {"full": full_block, "bare": bare_block}
+    if hasattr(model, "train_whitening_bias"):  # airnet: the step once its whitening bias stops
+        blocks["frozen"] = frozen_bias_block
+    for block in blocks.values():  # warm-up
+        block(0)
+    rates: dict[str, list[float]] = {name: [] for name in blocks}
+    for number in range(args.blocks):
+        order = list(blocks) if number % 2 == 0 else list(reversed(blocks))
+        for name in order:
+            rates[name].append(blocks[name](number + 1))
+
+    def against_bare(name: str) -> str:
+        ratios = [a / b for a, b in zip(rates[name], rates["bare"])]
+        return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+
+    column = "/ bare, per round: median (range)"
+    labels = {
+        "bare": "bare (pre-made tensors)",
+        "full": "full (stream + augmentation)",
+        "frozen": "bare, whitening bias frozen (train.whiten_bias_epochs)",
+    }
     rows = [
         {
-            "step": "bare (pre-made tensors)",
-            "images/s": f"{statistics.median(bare):.0f}",
-            "full / bare, per pair: median (range)": "",
-        },
-        {
-            "step": "full (stream + augmentation)",
-            "images/s": f"{statistics.median(full):.0f}",
-            "full / bare, per pair: median (range)": spread,
-        },
+            "step": labels[name],
+            "images/s": f"{statistics.median(rates[name]):.0f}",
+            column: "" if name == "bare" else against_bare(name),
+        }
+        for name in ("bare", "full", "frozen")
+        if name in rates
     ]
     print(
         f"model {cfg.model.name}, amp {cfg.train.amp}, batch {len(x0)} ID + "

@@ -90,6 +90,17 @@ def test_a_whitening_bias_frozen_from_the_first_epoch_keeps_its_initial_value(tm
     assert not torch.equal(saved["classifier.weight"], fresh.classifier.weight)
 
 
+def test_the_whitening_bias_learns_in_the_first_epochs_only():
+    cfg = digits_config('model.name="airnet_small"', "train.whiten_bias_epochs=2")
+    model = tr.build_member_model(cfg, 4, 0)
+    learning = []
+    for epoch in range(4):
+        tr.set_whitening_bias(model, cfg, epoch)
+        learning.append(model.whiten.bias.requires_grad)
+    assert learning == [True, True, False, False]
+    assert not model.whiten.weight.requires_grad
+
+
 def test_member_option_and_force_with_more_epochs(tmp_path):
     run_dir = tmp_path / "run"
     one = digits_config("train.epochs=1", "train.k=2")

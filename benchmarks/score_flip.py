@@ -36,9 +36,7 @@ def mirrored(images: np.ndarray) -> np.ndarray:
 
 def both_views(detector: Detector, images: np.ndarray) -> dict[str, np.ndarray]:
     """{"plain", "flip-mean"} scores at the detector's fitted settings."""
-    point = [detector.hyperparameters()]
-    plain = detector.score_grid(images, point)[0]
-    flipped = detector.score_grid(mirrored(images), point)[0]
+    plain, flipped = detector.score_samples(images), detector.score_samples(mirrored(images))
     return {"plain": plain, "flip-mean": (plain + flipped) / 2}
 
 
@@ -74,7 +72,7 @@ def left_out_rows(
     ]
 
 
-def test_rows(method: str, detector: Detector, parts: dict[str, np.ndarray]) -> list[dict]:
+def reporting_rows(method: str, detector: Detector, parts: dict[str, np.ndarray]) -> list[dict]:
     scores = {name: both_views(detector, images) for name, images in parts.items()}
     rows = []
     for ood in OOD:
@@ -105,11 +103,11 @@ def main() -> None:
     started = time.time()
     options = {"amp": "bf16", "batch_size": 256}
     ours = load_detector(ours_run, "leaveout", sets=sets.sets, **options)
-    rows = left_out_rows(ours, sets, args.max_images) + test_rows("leaveout", ours, parts)
+    rows = left_out_rows(ours, sets, args.max_images) + reporting_rows("leaveout", ours, parts)
     standard_sets = EvaluationSets(standard_run, args.data_root, Protocol()).sets
     for method in BASELINES:
         baseline = load_detector(standard_run, method, sets=standard_sets, **options)
-        rows += test_rows(method, baseline, parts)
+        rows += reporting_rows(method, baseline, parts)
     print(markdown_table(rows, list(rows[0])))
     print(f"\n{time.time() - started:.0f} s")
 

@@ -101,6 +101,59 @@ def test_the_whitening_bias_learns_in_the_first_epochs_only():
     assert not model.whiten.weight.requires_grad
 
 
+def test_lookahead_moves_slow_and_live_weights_by_the_ramped_decay():
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    lookahead = tr.Lookahead(model, decay=0.9, every=5)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    lookahead.after_step(model, step=2, total_steps=10, epoch_end=False)  # not due
+    assert model.weight.item() == 1.0
+    lookahead.after_step(model, step=4, total_steps=10, epoch_end=False)  # 5th step: due
+    decay = 0.9**5 * (5 / 10) ** 3  # 0.0738...: early in training the slow weights follow
+    assert model.weight.item() == pytest.approx(1 - decay, rel=1e-6)
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+    lookahead.after_step(model, step=6, total_steps=10, epoch_end=True)  # an epoch's end syncs
+    late = 0.9**5 * (7 / 10) ** 3
+    assert model.weight.item() == pytest.approx((1 - decay) * late + 2.0 * (1 - late), rel=1e-6)
+    assert lookahead.slow["weight"].item() == model.weight.item()
+
+
+def test_lookahead_changes_training_and_an_interrupted_run_resumes_bit_identically(
+    tmp_path, monkeypatch
+):
+    cfg = digits_config("train.epochs=2", "train.k=2", "train.lookahead=0.95")
+    tr.train(cfg, tmp_path / "whole", device="cpu", member=0, progress=False)
+    tr.train(
+        digits_config("train.epochs=2", "train.k=2"),
+        tmp_path / "plain",
+        device="cpu",
+        member=0,
+        progress=False,
+    )
+    real_step, calls = tr.train_step, {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 40:  # in epoch 2 (27 steps per epoch)
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(tr, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tr.train(cfg, tmp_path / "resumed", device="cpu", member=0, progress=False)
+    monkeypatch.setattr(tr, "train_step", real_step)
+    tr.train(cfg, tmp_path / "resumed", device="cpu", member=0, progress=False)
+    whole, resumed, plain = (
+        read_safetensors(RunDir(tmp_path / name).weights_path(0, "last"))[0]
+        for name in ("whole", "resumed", "plain")
+    )
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    assert not torch.equal(whole["classifier.weight"], plain["classifier.weight"])
+
+
 def test_member_option_and_force_with_more_epochs(tmp_path):
     run_dir = tmp_path / "run"
     one = digits_config("train.epochs=1", "train.k=2")
@@ -258,6 +311,8 @@ def test_training_on_an_image_folder(tmp_path):
         ("data.test_shift=-1", "data.test_shift must be 0"),
         ("train.whiten_bias_epochs=-2", "whiten_bias_epochs must be -1"),
         ("train.whiten_bias_epochs=2", "digits_cnn has no whitening layer"),
+        ("train.lookahead=1.0", "lookahead must lie in"),
+        ("train.lookahead_every=0", "lookahead_every must be at least 1"),
     ],
 )
 def test_a_rejected_config_writes_nothing(tmp_path, override, message):

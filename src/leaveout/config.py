@@ -79,6 +79,8 @@ class TrainSettings:
     beta: float = 0.2
     label_smoothing: float = 0.0  # on the ID cross-entropy (the paper: 0)
     whiten_bias_epochs: int = -1  # airnet: its whitening bias learns in this many epochs (-1: all)
+    lookahead: float = 0.0  # airbench's lookahead: per-step decay of the slow weights (0: off)
+    lookahead_every: int = 5  # steps between lookahead syncs (and one at every epoch's end)
     epochs: int = 100
     batch_size: int = 100
     ood_batch_size: int = 100
@@ -136,6 +138,12 @@ class RunConfig:
             raise ConfigError(
                 "train.whiten_bias_epochs must be -1 (every epoch) or at least 0, got "
                 f"{self.train.whiten_bias_epochs}"
+            )
+        if not 0 <= self.train.lookahead < 1:
+            raise ConfigError(f"train.lookahead must lie in [0, 1), got {self.train.lookahead}")
+        if self.train.lookahead_every < 1:
+            raise ConfigError(
+                f"train.lookahead_every must be at least 1, got {self.train.lookahead_every}"
             )
         if self.train.mode == "leaveout" and self.train.k < 2:
             raise ConfigError(f"train.k must be at least 2, got {self.train.k}")

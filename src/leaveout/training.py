@@ -244,6 +244,31 @@ def set_whitening_bias(model: nn.Module, cfg: RunConfig, epoch: int) -> None:
         model.train_whitening_bias(epoch < cfg.train.whiten_bias_epochs)
 
 
+class Lookahead:
+    """airbench's lookahead: every `every` steps the slow weights (a copy of every float tensor of
+    the state, BatchNorm statistics included) move toward the live ones, and the live ones jump to
+    them. The move's decay ramps up with training as progress cubed, to decay**every at the end;
+    an epoch's last step always syncs, so a checkpoint's weights are also the slow ones."""
+
+    def __init__(self, model: nn.Module, decay: float, every: int) -> None:
+        self.decay, self.every = decay, every
+        self.slow = {k: v.detach().clone() for k, v in slow_tensors(model).items()}
+
+    def after_step(self, model: nn.Module, step: int, total_steps: int, epoch_end: bool) -> None:
+        """Sync after global step `step` (0-based) when it is due."""
+        if (step + 1) % self.every and not epoch_end:
+            return
+        decay = self.decay**self.every * ((step + 1) / total_steps) ** 3
+        with torch.no_grad():
+            for name, live in slow_tensors(model).items():
+                self.slow[name].lerp_(live, 1 - decay)
+                live.copy_(self.slow[name])
+
+
+def slow_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
+
+
 def make_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.SGD:
     o = cfg.optim
     return torch.optim.SGD(
@@ -396,6 +421,11 @@ def train_member(job: MemberJob) -> dict[str, Any]:
     optimizer = make_optimizer(cfg, model)
     scaler = torch.amp.GradScaler("cuda") if cfg.train.amp == "fp16" else None
     progress = resume(job, model, optimizer, scaler)
+    lookahead = (
+        Lookahead(model, cfg.train.lookahead, cfg.train.lookahead_every)
+        if cfg.train.lookahead
+        else None
+    )
     stepper = data_parallel(model, cfg, world, job.device)
     stream = make_stream(cfg, job.data, job.norm, member, world)
     steps, epochs = len(stream), cfg.train.epochs
@@ -415,6 +445,10 @@ def train_member(job: MemberJob) -> dict[str, Any]:
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 result = train_step(stepper, optimizer, x, y, x_out, cfg, scaler)
+                if lookahead is not None:
+                    lookahead.after_step(
+                        model, epoch * steps + step, epochs * steps, step == steps - 1
+                    )
                 both = sum_across(torch.stack([result.loss.float(), result.correct.float()]), world)
                 loss = both[0].item() / world.size
                 check_finite(loss, member, epoch, step, run, progress)

@@ -6,13 +6,15 @@ full: batches drawn from the in-memory uint8 tensors by the training stream (ind
 bare: the same train_step on pre-made normalised tensors of the same batch sizes.
 frozen (airnet): the bare step with the whitening bias frozen, as train.whiten_bias_epochs
       leaves it after its epochs (the first convolution's input gradient is skipped).
+compiled (--compile): the bare step through torch.compile(model) (inductor); the first step's
+      extra time is reported as the compile time, with the steps it takes to earn it back.
 Blocks of each are interleaved, their order reversed every round (full-bare-frozen,
 frozen-bare-full, ...), so a drift in the machine's speed falls on all alike. The table gives the
 median rates and the median of the per-round ratios to bare with their range; the target is full
 >= 95% of bare.
 
     python benchmarks/train_step.py [--preset cpu-cifar10] [--set key=value ...] [--steps 20]
-        [--default-malloc]
+        [--default-malloc] [--compile]
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ def main() -> None:
         "--default-malloc",
         action="store_true",
         help="leave glibc's malloc as it is (no devices.keep_freed_memory), to measure what it gives",
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="also time the bare step of torch.compile(model)"
     )
     args = parser.parse_args()
     if not args.default_malloc:
@@ -112,8 +117,24 @@ def main() -> None:
         return rate
 
     blocks = {"full": full_block, "bare": bare_block}
-    if hasattr(model, "train_whitening_bias"):  # airnet: the step once its whitening bias stops
+    if getattr(model, "whitened", False):  # airnet: the step once its whitening bias stops
         blocks["frozen"] = frozen_bias_block
+    compile_seconds = None
+    if args.compile:
+        compiled = torch.compile(model)
+
+        def compiled_block(_: int) -> float:
+            sync()
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                tr.train_step(compiled, optimizer, *fixed, cfg).loss.item()
+            sync()
+            return args.steps * per_step / (time.perf_counter() - start)
+
+        start = time.perf_counter()
+        tr.train_step(compiled, optimizer, *fixed, cfg).loss.item()  # compiles
+        compile_seconds = time.perf_counter() - start
+        blocks["compiled"] = compiled_block
     for block in blocks.values():  # warm-up
         block(0)
     rates: dict[str, list[float]] = {name: [] for name in blocks}
@@ -131,6 +152,7 @@ def main() -> None:
         "bare": "bare (pre-made tensors)",
         "full": "full (stream + augmentation)",
         "frozen": "bare, whitening bias frozen (train.whiten_bias_epochs)",
+        "compiled": "bare, torch.compile (inductor)",
     }
     rows = [
         {
@@ -138,7 +160,7 @@ def main() -> None:
             "images/s": f"{statistics.median(rates[name]):.0f}",
             column: "" if name == "bare" else against_bare(name),
         }
-        for name in ("bare", "full", "frozen")
+        for name in ("bare", "full", "frozen", "compiled")
         if name in rates
     ]
     print(
@@ -148,6 +170,22 @@ def main() -> None:
         f"malloc {'default' if args.default_malloc else 'keeps freed memory'}"
     )
     print(markdown_table(rows, list(rows[0])))
+    if compile_seconds is not None:
+        print(
+            compile_note(
+                compile_seconds,
+                statistics.median(rates["bare"]),
+                statistics.median(rates["compiled"]),
+                per_step,
+            )
+        )
+
+
+def compile_note(seconds: float, bare_rate: float, compiled_rate: float, per_step: int) -> str:
+    """The first compiled step's time, and how many steps the compiled step needs to repay it."""
+    saved = per_step / bare_rate - per_step / compiled_rate
+    repaid = f"repaid after {seconds / saved:.0f} steps" if saved > 0 else "never repaid"
+    return f"first compiled step (compiling): {seconds:.1f} s; {repaid}"
 
 
 if __name__ == "__main__":

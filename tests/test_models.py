@@ -157,6 +157,18 @@ def test_airnet_whitening_makes_patches_uncorrelated_with_unit_variance():
     assert not model.whiten.weight.requires_grad
 
 
+def test_airnet_learned_stem_keeps_its_random_first_convolution_and_trains_it():
+    torch.manual_seed(0)
+    model = create_model("airnet_learned_stem", 5)
+    before = model.whiten.weight.clone()
+    model.init_from_data(torch.randn(64, 3, 16, 16))
+    assert torch.equal(model.whiten.weight, before)  # no whitening from the data
+    assert model.whiten.weight.requires_grad
+    assert count_parameters(model) == airnet_parameters(5)
+    with pytest.raises(ConfigError, match="no whitening to freeze"):
+        model.train_whitening_bias(False)
+
+
 def test_airnet_takes_other_sizes_and_exposes_features():
     model = create_model("airnet_small", 4).eval()
     x = torch.randn(2, 3, 64, 64)

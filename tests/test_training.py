@@ -311,6 +311,10 @@ def test_training_on_an_image_folder(tmp_path):
         ("data.test_shift=-1", "data.test_shift must be 0"),
         ("train.whiten_bias_epochs=-2", "whiten_bias_epochs must be -1"),
         ("train.whiten_bias_epochs=2", "digits_cnn has no whitening layer"),
+        (
+            ("model.name='airnet_learned_stem'", "train.whiten_bias_epochs=2"),
+            "airnet_learned_stem has no whitening layer",
+        ),
         ("train.lookahead=1.0", "lookahead must lie in"),
         ("train.lookahead_every=0", "lookahead_every must be at least 1"),
     ],
@@ -322,7 +326,8 @@ def test_a_rejected_config_writes_nothing(tmp_path, override, message):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no GradScaler warning before the real error
         with pytest.raises(ConfigError, match=message):
-            tr.train(digits_config(override), run_dir, device="cpu", progress=False)
+            overrides = override if isinstance(override, tuple) else (override,)
+            tr.train(digits_config(*overrides), run_dir, device="cpu", progress=False)
     assert not run_dir.exists()
     with pytest.raises(ConfigError, match="--member must be in 0..3"):
         tr.train(digits_config("train.epochs=1"), run_dir, device="cpu", member=7, progress=False)

@@ -306,16 +306,22 @@ class AirNet(_Classifier):
     max pooling and a bias-free linear layer on the pooled features scaled by 1/9.
 
     The whitening filters are set from the training images by `init_from_data` (training calls it
-    once, before the first step); they are saved with the weights like any other parameter.
+    once, before the first step); they are saved with the weights like any other parameter. With
+    `whitened=False` the same first convolution starts at random and learns (an ablation).
     """
 
     def __init__(
-        self, num_classes: int, in_channels: int = 3, widths: tuple[int, int, int] = (64, 128, 128)
+        self,
+        num_classes: int,
+        in_channels: int = 3,
+        widths: tuple[int, int, int] = (64, 128, 128),
+        whitened: bool = True,
     ) -> None:
         super().__init__()
         patch = in_channels * 4
+        self.whitened = whitened
         self.whiten = nn.Conv2d(in_channels, 2 * patch, 2, bias=True)
-        self.whiten.weight.requires_grad_(False)
+        self.whiten.weight.requires_grad_(not whitened)
         self.features = nn.Sequential(
             GELU(),
             _ConvGroup(2 * patch, widths[0]),
@@ -328,6 +334,8 @@ class AirNet(_Classifier):
     def init_from_data(self, x: torch.Tensor, eps: float = 5e-4) -> None:
         """Whitening filters from normalised images x (B, C, H, W): the eigenvectors of the 2x2
         patch covariance divided by the square roots of their eigenvalues, and their negatives."""
+        if not self.whitened:
+            return
         patches = F.unfold(x.float(), 2).transpose(1, 2).reshape(-1, self.whiten.in_channels * 4)
         patches = patches.double() - patches.double().mean(0)
         values, vectors = torch.linalg.eigh(patches.T @ patches / len(patches))
@@ -337,6 +345,8 @@ class AirNet(_Classifier):
     def train_whitening_bias(self, on: bool) -> None:
         """Let the whitening bias learn, or freeze it. Frozen, a training step skips the input
         gradient of the first convolution, the largest layer (about a tenth of a CPU step)."""
+        if not self.whitened:
+            raise ConfigError("this airnet learns its first convolution: no whitening to freeze")
         self.whiten.bias.requires_grad_(on)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -354,6 +364,12 @@ def airnet(num_classes: int, in_channels: int = 3) -> nn.Module:
 def airnet_small(num_classes: int, in_channels: int = 3) -> nn.Module:
     """Airbench-style network, widths 32/64/64 (about 0.15M parameters)."""
     return AirNet(num_classes, in_channels, (32, 64, 64))
+
+
+@register_model("airnet_learned_stem")
+def airnet_learned_stem(num_classes: int, in_channels: int = 3) -> nn.Module:
+    """airnet whose first convolution learns from a random start instead of whitening (ablation)."""
+    return AirNet(num_classes, in_channels, whitened=False)
 
 
 # --- toy networks -----------------------------------------------------------------------------------

@@ -229,7 +229,7 @@ def check_whitening_bias(cfg: RunConfig, world: World) -> None:
         return
     with torch.random.fork_rng():
         probe = create_model(cfg.model.name, 2, **cfg.model.kwargs())
-    if not hasattr(probe, "train_whitening_bias"):
+    if not getattr(probe, "whitened", False):
         raise ConfigError(
             f"train.whiten_bias_epochs: {cfg.model.name} has no whitening layer (airnet has one); "
             "leave it at -1"

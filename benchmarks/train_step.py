@@ -102,13 +102,16 @@ def main() -> None:
         sync()
         return args.steps * per_step / (time.perf_counter() - start)
 
-    def bare_block(_: int) -> float:
+    def bare_steps(net: torch.nn.Module) -> float:
         sync()
         start = time.perf_counter()
         for _ in range(args.steps):
-            tr.train_step(model, optimizer, *fixed, cfg).loss.item()
+            tr.train_step(net, optimizer, *fixed, cfg).loss.item()
         sync()
         return args.steps * per_step / (time.perf_counter() - start)
+
+    def bare_block(_: int) -> float:
+        return bare_steps(model)
 
     def frozen_bias_block(epoch: int) -> float:
         model.train_whitening_bias(False)
@@ -124,12 +127,7 @@ def main() -> None:
         compiled = torch.compile(model)
 
         def compiled_block(_: int) -> float:
-            sync()
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                tr.train_step(compiled, optimizer, *fixed, cfg).loss.item()
-            sync()
-            return args.steps * per_step / (time.perf_counter() - start)
+            return bare_steps(compiled)
 
         start = time.perf_counter()
         tr.train_step(compiled, optimizer, *fixed, cfg).loss.item()  # compiles

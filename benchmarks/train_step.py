@@ -6,8 +6,8 @@ full: batches drawn from the in-memory uint8 tensors by the training stream (ind
 bare: the same train_step on pre-made normalised tensors of the same batch sizes.
 frozen (airnet): the bare step with the whitening bias frozen, as train.whiten_bias_epochs
       leaves it after its epochs (the first convolution's input gradient is skipped).
-compiled (--compile): the bare step through torch.compile(model) (inductor); the first step's
-      extra time is reported as the compile time, with the steps it takes to earn it back.
+compiled (--compile): the bare step through torch.compile(model) (inductor); the first compiled
+      step's whole time (compiling plus one step) is reported, with the steps that earn it back.
 Blocks of each are interleaved, their order reversed every round (full-bare-frozen,
 frozen-bare-full, ...), so a drift in the machine's speed falls on all alike. The table gives the
 median rates and the median of the per-round ratios to bare with their range; the target is full

@@ -430,12 +430,20 @@ def describe(preset: str) -> str:
         f"SGD {o.lr:g}{' Nesterov' if o.nesterov else ''} momentum {o.momentum:g}, "
         f"{o.schedule} schedule",
         f"label smoothing {t.label_smoothing:g}" if t.label_smoothing else "",
+        whitening_bias(t.whiten_bias_epochs),
         f"crop padding {d.padding}" + (", flips" if d.hflip else ""),
         test_views(d),
         f"{t.amp} autocast" if t.amp != "none" else "",
         f"K = {t.k}, m = {t.margin:g}, beta = {t.beta:g}",
     ]
     return ", ".join(p for p in parts if p)
+
+
+def whitening_bias(epochs: int) -> str:
+    """When an airnet's whitening bias learns, in words ("" for every epoch, the default)."""
+    if epochs < 0:
+        return ""
+    return f"whitening bias learning in the first {epochs} epochs" if epochs else "whitening frozen"
 
 
 def test_views(d) -> str:

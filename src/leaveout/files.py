@@ -122,7 +122,22 @@ def write_safetensors(
 ) -> None:
     """Tensors (moved to the CPU, made contiguous) and string metadata, atomically."""
     plain = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    write_bytes(path, safetensors_to_bytes(plain, metadata=meta))
+    write_bytes(path, sorted_metadata(safetensors_to_bytes(plain, metadata=meta)))
+
+
+def sorted_metadata(data: bytes) -> bytes:
+    """safetensors bytes with the header's metadata in key order. The library writes it in a
+    random order (a Rust hash map), so equal weights gave files, and weights_id digests, that
+    differed; the header keeps its length, and so every tensor its offset."""
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + length])
+    header["__metadata__"] = dict(sorted((header.get("__metadata__") or {}).items()))
+    if not header["__metadata__"]:
+        return data
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(text) > length:  # not the library's spelling: keep its bytes rather than move tensors
+        return data
+    return data[:8] + text.ljust(length) + data[8 + length :]
 
 
 def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

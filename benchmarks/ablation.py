@@ -9,8 +9,8 @@ Variants (every one calibrated on its own members' left-out classes, never on a 
   entropy loss); margin m = 1.5 (the hinge never switches off); K = 3; the left-out batch twice
   the preset's; label smoothing 0.2 (the anchor's; the preset has none); the whitening bias
   learning in the first 2 epochs only (airbench's economy, now the preset's) or in every epoch;
-  airbench's lookahead; the first
-  convolution learned from a random start instead of set from the data's whitening and frozen.
+  airbench's lookahead; the first convolution learned from a random start instead of set from
+  the data's whitening and frozen.
 Training runs are reused when their directories exist with the same settings (the full method's
 is `benchmarks/reproduce_cpu.py`'s).
 

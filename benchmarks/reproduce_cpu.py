@@ -443,7 +443,11 @@ def whitening_bias(epochs: int) -> str:
     """When an airnet's whitening bias learns, in words ("" for every epoch, the default)."""
     if epochs < 0:
         return ""
-    return f"whitening bias learning in the first {epochs} epochs" if epochs else "whitening frozen"
+    return (
+        f"whitening bias learning in the first {epochs} epochs"
+        if epochs
+        else "whitening bias frozen"
+    )
 
 
 def test_views(d) -> str:

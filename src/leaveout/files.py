@@ -131,9 +131,9 @@ def sorted_metadata(data: bytes) -> bytes:
     differed; the header keeps its length, and so every tensor its offset."""
     length = int.from_bytes(data[:8], "little")
     header = json.loads(data[8 : 8 + length])
-    header["__metadata__"] = dict(sorted((header.get("__metadata__") or {}).items()))
-    if not header["__metadata__"]:
+    if not header.get("__metadata__"):
         return data
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
     if len(text) > length:  # not the library's spelling: keep its bytes rather than move tensors
         return data
